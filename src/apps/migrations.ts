@@ -1,0 +1,33 @@
+import type { NamedMigrations } from '../store/index.js';
+
+export interface AppTables {
+  apps: {
+    id: string;
+    team_id: string;
+    team: string;
+    name: string;
+    template: string;
+    default_branch: string;
+    created_by: string;
+    created_at: string;
+  };
+}
+
+export const appMigrations: NamedMigrations = {
+  '2026112305_apps_init': {
+    async up(db) {
+      await db.schema
+        .createTable('apps')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('team_id', 'text', (c) => c.notNull())
+        .addColumn('team', 'text', (c) => c.notNull())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('template', 'text', (c) => c.notNull())
+        .addColumn('default_branch', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('apps_team_name', ['team', 'name'])
+        .execute();
+    },
+  },
+};

@@ -1,0 +1,67 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { AuthService } from '../auth/index.js';
+import type { DeployService } from '../deploy/index.js';
+import { parseInput } from '../http/errors.js';
+import { requirePrincipal } from '../http/principal.js';
+import type { PipelineService } from '../pipelines/index.js';
+import { AppService, createAppInput, type AppRecord } from './service.js';
+import { listTemplates } from './templates.js';
+
+export interface AppRoutesOptions {
+  apps: AppService;
+  auth: AuthService;
+  deploy: DeployService;
+  pipelines: PipelineService;
+  /** Base URL clients reach this server at, e.g. http://127.0.0.1:7080 */
+  baseUrl(request: FastifyRequest): string;
+}
+
+export function appRoutes(options: AppRoutesOptions) {
+  const { apps, auth, deploy, pipelines } = options;
+
+  const view = async (request: FastifyRequest, app: AppRecord) => {
+    const base = options.baseUrl(request);
+    const lastRun = (await pipelines.list(app.id, 1))[0];
+    return {
+      team: app.team,
+      name: app.name,
+      template: app.template,
+      createdAt: app.created_at,
+      createdBy: app.created_by,
+      gitUrl: `${base}/git/${app.team}/${app.name}.git`,
+      deployGitUrl: `${base}/git/${app.team}/${app.name}.deploy.git`,
+      image: `${new URL(base).host}/${app.team}/${app.name}`,
+      environments: await deploy.environments(app.team, app.name),
+      lastRun: lastRun ? await pipelines.view(lastRun) : null,
+    };
+  };
+
+  return async function (server: FastifyInstance) {
+    server.get('/api/templates', async (request) => {
+      await requirePrincipal(auth, request);
+      return listTemplates();
+    });
+
+    server.get('/api/apps', async (request) => {
+      const principal = await requirePrincipal(auth, request);
+      return Promise.all((await apps.listFor(principal)).map((app) => view(request, app)));
+    });
+
+    server.post('/api/apps', async (request, reply) => {
+      const principal = await requirePrincipal(auth, request);
+      const app = await apps.create(principal, parseInput(createAppInput, request.body));
+      return reply.status(201).send(await view(request, app));
+    });
+
+    server.get<{ Params: { team: string; app: string } }>('/api/apps/:team/:app', async (request) => {
+      const principal = await requirePrincipal(auth, request);
+      return view(request, await apps.access(principal, request.params.team, request.params.app));
+    });
+
+    server.get<{ Params: { team: string; app: string } }>('/api/apps/:team/:app/environments', async (request) => {
+      const principal = await requirePrincipal(auth, request);
+      const app = await apps.access(principal, request.params.team, request.params.app);
+      return deploy.environments(app.team, app.name);
+    });
+  };
+}

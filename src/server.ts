@@ -1,0 +1,133 @@
+/**
+ * `valve server`: composes the subsystems into one process. Each subsystem mounts its own
+ * routes; this file only builds them, wires their events, and starts and stops them in order.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify, { type FastifyRequest } from 'fastify';
+import pino from 'pino';
+import { AppService, appMigrations, appRoutes, sourceRepoPath } from './apps/index.js';
+import { AuthService, authMigrations, authRoutes, type Role } from './auth/index.js';
+import type { ValveConfig } from './config.js';
+import { consoleRoutes } from './console/routes.js';
+import { DeployService, deployMigrations } from './deploy/index.js';
+import { LocalTarget } from './deploy/targets/local/index.js';
+import { ValveError } from './errors.js';
+import { EventBus } from './events.js';
+import { GitService, gitRoutes } from './git/index.js';
+import { replyWithError } from './http/errors.js';
+import { principalOf, requirePrincipal } from './http/principal.js';
+import { LocalExecutor, PipelineService, RunLogStore, pipelineMigrations, pipelineRoutes } from './pipelines/index.js';
+import { Registry, registryRoutes } from './registry/index.js';
+import { openStore } from './store/index.js';
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+// From src/server.ts (tsx) and from dist/server.js alike, the built console is <root>/dist/console.
+const consoleDist = fileURLToPath(new URL('../dist/console/', import.meta.url));
+
+export async function startServer(config: ValveConfig): Promise<RunningServer> {
+  mkdirSync(config.dataDir, { recursive: true });
+  mkdirSync(join(config.dataDir, 'logs'), { recursive: true });
+  const log = pino({ level: process.env.VALVE_LOG_LEVEL ?? 'info' }, pino.destination({ dest: join(config.dataDir, 'logs', 'valve.log'), mkdir: true }));
+  const store = await openStore(join(config.dataDir, 'valve.db'), [authMigrations, appMigrations, deployMigrations, pipelineMigrations]);
+  const events = new EventBus();
+  const auth = new AuthService(store.db);
+  const git = new GitService(join(config.dataDir, 'git'), events);
+  const registry = new Registry({ dataDir: config.dataDir });
+  const target = new LocalTarget({ dataDir: config.dataDir, portBase: config.appPortBase, images: registry, logger: log });
+  const deploy = new DeployService({ db: store.db, git, events, target, images: registry, log });
+  const apps = new AppService(store.db, auth, git, deploy);
+  const logs = new RunLogStore(join(config.dataDir, 'runs'), events);
+  let registryHost = `${config.host}:${config.port}`;
+  const pipelines = new PipelineService({
+    db: store.db,
+    events,
+    logs,
+    executor: new LocalExecutor(),
+    services: { git, registry, deploy, registryHost: () => registryHost },
+    workspaceRoot: join(config.dataDir, 'workspaces'),
+    maxParallelRuns: config.maxParallelRuns,
+    sourceGitDir: (team, app) => git.pathOf(sourceRepoPath(team, app)),
+    log,
+  });
+
+  // A push to an app's source repo is what starts its pipelines.
+  events.on('git.refUpdated', (event) => {
+    if (event.source !== 'push' || event.after === null) return;
+    void (async () => {
+      const app = await apps.bySourceRepo(event.repoPath);
+      if (!app) return;
+      await pipelines.onPush({
+        app: { id: app.id, team: app.team, name: app.name },
+        gitDir: git.pathOf(event.repoPath),
+        ref: event.ref,
+        commit: event.after!,
+        pusher: event.pusher,
+      });
+    })().catch((error: unknown) => log.error({ err: error, event }, 'could not start runs for a push'));
+  });
+
+  const server = Fastify({ loggerInstance: log, bodyLimit: 1024 * 1024, disableRequestLogging: true });
+  server.setErrorHandler((error, request, reply) => replyWithError(error, request, reply));
+  const appAccess = async (request: FastifyRequest, team: string, app: string, minimum: Role) =>
+    apps.access(await requirePrincipal(auth, request), team, app, minimum);
+  const baseUrl = (request: FastifyRequest) => `${request.protocol}://${request.headers.host ?? registryHost}`;
+
+  await server.register(authRoutes(auth));
+  await server.register(appRoutes({ apps, auth, deploy, pipelines, baseUrl }));
+  await server.register(pipelineRoutes({ pipelines, logs, events, appAccess }));
+  await server.register(
+    gitRoutes({
+      git,
+      principalOf: (request) => principalOf(auth, request),
+      authorize: (principal, team, repo, access) => apps.authorizeGit(principal, team, repo, access),
+    }),
+  );
+  await server.register(
+    registryRoutes(registry, {
+      authenticated: async (request) => {
+        try {
+          return (await principalOf(auth, request)) !== null;
+        } catch (error) {
+          if (error instanceof ValveError && error.status === 401) return false;
+          throw error;
+        }
+      },
+      authorize: async (request, repo, action) => {
+        let principal;
+        try {
+          principal = await principalOf(auth, request);
+        } catch {
+          return 'unauthenticated';
+        }
+        return apps.authorizeImage(principal, repo, action);
+      },
+    }),
+  );
+  await server.register(consoleRoutes({ distDir: consoleDist }));
+
+  await deploy.start();
+  await server.listen({ host: config.host, port: config.port });
+  const address = server.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  registryHost = `${config.host}:${port}`;
+  await pipelines.start();
+  const url = `http://${registryHost}`;
+  log.info({ url, dataDir: config.dataDir }, 'valve server started');
+
+  return {
+    url,
+    async close() {
+      await pipelines.stop();
+      await server.close();
+      await deploy.stop();
+      await store.close();
+      log.flush();
+    },
+  };
+}
