@@ -6,6 +6,10 @@ import { errorTable } from './errors.js';
 test('docs/errors.md lists every error code with its status', () => {
   const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
   for (const [code, { status }] of Object.entries(errorTable)) {
-    assert.match(doc, new RegExp(`\\| \`${code}\` \\| ${status} \\|`), `${code} is missing from docs/errors.md`);
+    assert.match(
+      doc,
+      new RegExp(`\\| \`${code}\` \\| ${status} \\|`),
+      `${code} is missing from docs/errors.md`,
+    );
   }
 });

@@ -21,6 +21,10 @@ export const errorTable = {
   DEPLOY_MANIFEST_INVALID: { status: 400, message: 'deploy manifest is invalid' },
   DEPLOY_ENV_UNKNOWN: { status: 404, message: 'unknown environment' },
   DEPLOY_IMAGE_UNAVAILABLE: { status: 400, message: 'image is not in the registry' },
+  DEPLOY_ROLLOUT_FAILED: {
+    status: 409,
+    message: 'the new version did not become ready; the previous one keeps serving',
+  },
   INTERNAL: { status: 500, message: 'internal error' },
 } as const;
 

@@ -18,7 +18,13 @@ import { EventBus } from './events.js';
 import { GitService, gitRoutes } from './git/index.js';
 import { replyWithError } from './http/errors.js';
 import { principalOf, requirePrincipal } from './http/principal.js';
-import { LocalExecutor, PipelineService, RunLogStore, pipelineMigrations, pipelineRoutes } from './pipelines/index.js';
+import {
+  LocalExecutor,
+  PipelineService,
+  RunLogStore,
+  pipelineMigrations,
+  pipelineRoutes,
+} from './pipelines/index.js';
 import { Registry, registryRoutes } from './registry/index.js';
 import { openStore } from './store/index.js';
 
@@ -33,13 +39,26 @@ const consoleDist = fileURLToPath(new URL('../dist/console/', import.meta.url));
 export async function startServer(config: ValveConfig): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true });
   mkdirSync(join(config.dataDir, 'logs'), { recursive: true });
-  const log = pino({ level: process.env.VALVE_LOG_LEVEL ?? 'info' }, pino.destination({ dest: join(config.dataDir, 'logs', 'valve.log'), mkdir: true }));
-  const store = await openStore(join(config.dataDir, 'valve.db'), [authMigrations, appMigrations, deployMigrations, pipelineMigrations]);
+  const log = pino(
+    { level: process.env.VALVE_LOG_LEVEL ?? 'info' },
+    pino.destination({ dest: join(config.dataDir, 'logs', 'valve.log'), mkdir: true }),
+  );
+  const store = await openStore(join(config.dataDir, 'valve.db'), [
+    authMigrations,
+    appMigrations,
+    deployMigrations,
+    pipelineMigrations,
+  ]);
   const events = new EventBus();
   const auth = new AuthService(store.db);
   const git = new GitService(join(config.dataDir, 'git'), events);
   const registry = new Registry({ dataDir: config.dataDir });
-  const target = new LocalTarget({ dataDir: config.dataDir, portBase: config.appPortBase, images: registry, logger: log });
+  const target = new LocalTarget({
+    dataDir: config.dataDir,
+    portBase: config.appPortBase,
+    images: registry,
+    logger: log,
+  });
   const deploy = new DeployService({ db: store.db, git, events, target, images: registry, log });
   const apps = new AppService(store.db, auth, git, deploy);
   const logs = new RunLogStore(join(config.dataDir, 'runs'), events);
@@ -69,14 +88,21 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
         commit: event.after!,
         pusher: event.pusher,
       });
-    })().catch((error: unknown) => log.error({ err: error, event }, 'could not start runs for a push'));
+    })().catch((error: unknown) =>
+      log.error({ err: error, event }, 'could not start runs for a push'),
+    );
   });
 
-  const server = Fastify({ loggerInstance: log, bodyLimit: 1024 * 1024, disableRequestLogging: true });
+  const server = Fastify({
+    loggerInstance: log,
+    bodyLimit: 1024 * 1024,
+    disableRequestLogging: true,
+  });
   server.setErrorHandler((error, request, reply) => replyWithError(error, request, reply));
   const appAccess = async (request: FastifyRequest, team: string, app: string, minimum: Role) =>
     apps.access(await requirePrincipal(auth, request), team, app, minimum);
-  const baseUrl = (request: FastifyRequest) => `${request.protocol}://${request.headers.host ?? registryHost}`;
+  const baseUrl = (request: FastifyRequest) =>
+    `${request.protocol}://${request.headers.host ?? registryHost}`;
 
   await server.register(authRoutes(auth));
   await server.register(appRoutes({ apps, auth, deploy, pipelines, baseUrl }));
@@ -85,7 +111,8 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
     gitRoutes({
       git,
       principalOf: (request) => principalOf(auth, request),
-      authorize: (principal, team, repo, access) => apps.authorizeGit(principal, team, repo, access),
+      authorize: (principal, team, repo, access) =>
+        apps.authorizeGit(principal, team, repo, access),
     }),
   );
   await server.register(

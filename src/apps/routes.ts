@@ -53,15 +53,21 @@ export function appRoutes(options: AppRoutesOptions) {
       return reply.status(201).send(await view(request, app));
     });
 
-    server.get<{ Params: { team: string; app: string } }>('/api/apps/:team/:app', async (request) => {
-      const principal = await requirePrincipal(auth, request);
-      return view(request, await apps.access(principal, request.params.team, request.params.app));
-    });
+    server.get<{ Params: { team: string; app: string } }>(
+      '/api/apps/:team/:app',
+      async (request) => {
+        const principal = await requirePrincipal(auth, request);
+        return view(request, await apps.access(principal, request.params.team, request.params.app));
+      },
+    );
 
-    server.get<{ Params: { team: string; app: string } }>('/api/apps/:team/:app/environments', async (request) => {
-      const principal = await requirePrincipal(auth, request);
-      const app = await apps.access(principal, request.params.team, request.params.app);
-      return deploy.environments(app.team, app.name);
-    });
+    server.get<{ Params: { team: string; app: string } }>(
+      '/api/apps/:team/:app/environments',
+      async (request) => {
+        const principal = await requirePrincipal(auth, request);
+        const app = await apps.access(principal, request.params.team, request.params.app);
+        return deploy.environments(app.team, app.name);
+      },
+    );
   };
 }

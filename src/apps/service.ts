@@ -43,10 +43,20 @@ export class AppService {
       await this.git.createRepo(sourceRepoPath(input.team, input.name));
       await this.git.commit(
         sourceRepoPath(input.team, input.name),
-        { branch: 'main', changes: files, message: `create ${input.name} from template ${input.template}`, author },
+        {
+          branch: 'main',
+          changes: files,
+          message: `create ${input.name} from template ${input.template}`,
+          author,
+        },
         principal.username,
       );
-      await this.deploy.createEnvironments(input.team, input.name, Object.keys(spec.environments), principal.username);
+      await this.deploy.createEnvironments(
+        input.team,
+        input.name,
+        Object.keys(spec.environments),
+        principal.username,
+      );
       const record: AppRecord = {
         id: newId('app'),
         team_id: team.id,
@@ -61,29 +71,48 @@ export class AppService {
       return record;
     } catch (error) {
       // Leave nothing half-made behind: the name stays free to try again.
-      await rm(this.git.pathOf(sourceRepoPath(input.team, input.name)), { recursive: true, force: true });
-      await rm(this.git.pathOf(`${input.team}/${input.name}.deploy.git`), { recursive: true, force: true });
+      await rm(this.git.pathOf(sourceRepoPath(input.team, input.name)), {
+        recursive: true,
+        force: true,
+      });
+      await rm(this.git.pathOf(`${input.team}/${input.name}.deploy.git`), {
+        recursive: true,
+        force: true,
+      });
       throw error;
     }
   }
 
   find(team: string, name: string): Promise<AppRecord | undefined> {
-    return this.db.selectFrom('apps').selectAll().where('team', '=', team).where('name', '=', name).executeTakeFirst();
+    return this.db
+      .selectFrom('apps')
+      .selectAll()
+      .where('team', '=', team)
+      .where('name', '=', name)
+      .executeTakeFirst();
   }
 
   /** The app if the principal may see it with at least `minimum` role; 404 otherwise (names do not leak). */
-  async access(principal: Principal, team: string, name: string, minimum: Role = 'viewer'): Promise<AppRecord> {
+  async access(
+    principal: Principal,
+    team: string,
+    name: string,
+    minimum: Role = 'viewer',
+  ): Promise<AppRecord> {
     const app = await this.find(team, name);
     if (!app) throw notFound(`app ${team}/${name}`);
     await this.auth.requireRole(principal, app.team_id, minimum).catch((error: unknown) => {
-      if (error instanceof ValveError && error.code === 'NOT_FOUND') throw notFound(`app ${team}/${name}`);
+      if (error instanceof ValveError && error.code === 'NOT_FOUND')
+        throw notFound(`app ${team}/${name}`);
       throw error;
     });
     return app;
   }
 
   async listFor(principal: Principal): Promise<AppRecord[]> {
-    const teams = (await this.auth.memberships(principal.userId)).filter((m) => m.status === 'active');
+    const teams = (await this.auth.memberships(principal.userId)).filter(
+      (m) => m.status === 'active',
+    );
     if (teams.length === 0) return [];
     return this.db
       .selectFrom('apps')
@@ -109,7 +138,12 @@ export class AppService {
    * Git access: the source repo and the deploy repo of an app, for active team members;
    * writes need the developer role. Unknown and foreign repos look the same (404).
    */
-  async authorizeGit(principal: Principal | null, team: string, repo: string, access: 'read' | 'write'): Promise<string> {
+  async authorizeGit(
+    principal: Principal | null,
+    team: string,
+    repo: string,
+    access: 'read' | 'write',
+  ): Promise<string> {
     if (!principal) throw new ValveError('AUTH_REQUIRED');
     const name = repo.endsWith('.deploy') ? repo.slice(0, -'.deploy'.length) : repo;
     await this.access(principal, team, name, access === 'write' ? 'developer' : 'viewer');

@@ -22,14 +22,24 @@ export function listTemplates(): TemplateInfo[] {
     .filter((name) => statSync(join(templatesRoot, name)).isDirectory())
     .sort()
     .map((name) => {
-      const meta = JSON.parse(readFileSync(join(templatesRoot, name, 'template.json'), 'utf8')) as { description: string };
+      const meta = JSON.parse(readFileSync(join(templatesRoot, name, 'template.json'), 'utf8')) as {
+        description: string;
+      };
       return { name, description: meta.description };
     });
 }
 
-export function renderTemplate(name: string, values: { app: string; team: string }): Record<string, FileChange> {
+export function renderTemplate(
+  name: string,
+  values: { app: string; team: string },
+): Record<string, FileChange> {
   if (!listTemplates().some((t) => t.name === name)) {
-    throw new ValveError('APP_TEMPLATE_UNKNOWN', `unknown template "${name}"; expected one of: ${listTemplates().map((t) => t.name).join(', ')}`);
+    throw new ValveError(
+      'APP_TEMPLATE_UNKNOWN',
+      `unknown template "${name}"; expected one of: ${listTemplates()
+        .map((t) => t.name)
+        .join(', ')}`,
+    );
   }
   const dir = join(templatesRoot, name);
   const files: Record<string, FileChange> = {};
@@ -40,7 +50,9 @@ export function renderTemplate(name: string, values: { app: string; team: string
       else if (entry.isFile()) {
         const path = relative(dir, full);
         if (path === 'template.json') continue;
-        const content = readFileSync(full, 'utf8').replaceAll('{{app}}', values.app).replaceAll('{{team}}', values.team);
+        const content = readFileSync(full, 'utf8')
+          .replaceAll('{{app}}', values.app)
+          .replaceAll('{{team}}', values.team);
         files[path] = { content, executable: (statSync(full).mode & 0o100) !== 0 };
       }
     }

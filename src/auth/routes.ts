@@ -8,7 +8,10 @@ import { roles, type AuthService } from './service.js';
 // Lowercase names: they become parts of git URLs and OCI repository names.
 export const slug = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,38}$/, 'expected 1-39 lowercase letters, digits or dashes, starting with a letter or digit');
+  .regex(
+    /^[a-z0-9][a-z0-9-]{0,38}$/,
+    'expected 1-39 lowercase letters, digits or dashes, starting with a letter or digit',
+  );
 
 const signupBody = z.object({
   username: slug,
@@ -21,7 +24,10 @@ const loginBody = z.object({
   tokenName: z.string().min(1).max(100).optional(),
 });
 const tokenBody = z.object({ name: z.string().min(1).max(100) });
-const memberBody = z.object({ role: z.enum(roles).optional(), status: z.literal('active').optional() });
+const memberBody = z.object({
+  role: z.enum(roles).optional(),
+  status: z.literal('active').optional(),
+});
 
 function setSessionCookie(reply: FastifyReply, sessionId: string, expiresAt: string) {
   reply.header(
@@ -48,7 +54,9 @@ export function authRoutes(auth: AuthService) {
       const principal = await auth.checkPassword(body.username, body.password);
       const session = await auth.createSession(principal.userId);
       setSessionCookie(reply, session.sessionId, session.expiresAt);
-      const token = body.tokenName ? (await auth.createToken(principal.userId, body.tokenName)).token : undefined;
+      const token = body.tokenName
+        ? (await auth.createToken(principal.userId, body.tokenName)).token
+        : undefined;
       return { user: { username: principal.username }, token };
     });
 
@@ -101,7 +109,11 @@ export function authRoutes(auth: AuthService) {
         if (!team) throw notFound(`team ${request.params.team}`);
         const role = await auth.requireRole(principal, team.id, 'viewer');
         if (role !== 'admin') throw forbidden('only a team admin can change memberships');
-        await auth.setMembership(team.id, request.params.username, parseInput(memberBody, request.body));
+        await auth.setMembership(
+          team.id,
+          request.params.username,
+          parseInput(memberBody, request.body),
+        );
         return reply.status(204).send();
       },
     );

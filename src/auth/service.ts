@@ -59,7 +59,10 @@ export class AuthService {
         .executeTakeFirst();
       const teamId = existing?.id ?? newId('team');
       if (!existing) {
-        await tx.insertInto('teams').values({ id: teamId, name: input.team, created_at: now() }).execute();
+        await tx
+          .insertInto('teams')
+          .values({ id: teamId, name: input.team, created_at: now() })
+          .execute();
       }
       const membership = {
         team_id: teamId,
@@ -90,7 +93,12 @@ export class AuthService {
     const expiresAt = new Date(Date.now() + SESSION_DAYS * 86_400_000).toISOString();
     await this.db
       .insertInto('sessions')
-      .values({ id_hash: sha256(sessionId), user_id: userId, created_at: now(), expires_at: expiresAt })
+      .values({
+        id_hash: sha256(sessionId),
+        user_id: userId,
+        created_at: now(),
+        expires_at: expiresAt,
+      })
       .execute();
     return { sessionId, expiresAt };
   }
@@ -116,7 +124,14 @@ export class AuthService {
     const id = newId('tok');
     await this.db
       .insertInto('api_tokens')
-      .values({ id, user_id: userId, name, token_hash: sha256(token), created_at: now(), last_used_at: null })
+      .values({
+        id,
+        user_id: userId,
+        name,
+        token_hash: sha256(token),
+        created_at: now(),
+        last_used_at: null,
+      })
       .execute();
     return { id, token };
   }
@@ -174,7 +189,11 @@ export class AuthService {
   }
 
   async teamByName(name: string): Promise<{ id: string; name: string } | undefined> {
-    return this.db.selectFrom('teams').select(['id', 'name']).where('name', '=', name).executeTakeFirst();
+    return this.db
+      .selectFrom('teams')
+      .select(['id', 'name'])
+      .where('name', '=', name)
+      .executeTakeFirst();
   }
 
   /** The user's active role in the team, or null when the user is not an active member. */
@@ -202,13 +221,22 @@ export class AuthService {
     return this.db
       .selectFrom('memberships')
       .innerJoin('users', 'users.id', 'memberships.user_id')
-      .select(['users.username', 'memberships.role', 'memberships.status', 'memberships.created_at'])
+      .select([
+        'users.username',
+        'memberships.role',
+        'memberships.status',
+        'memberships.created_at',
+      ])
       .where('memberships.team_id', '=', teamId)
       .orderBy('users.username')
       .execute();
   }
 
-  async setMembership(teamId: string, username: string, change: { role?: Role; status?: 'active' }) {
+  async setMembership(
+    teamId: string,
+    username: string,
+    change: { role?: Role; status?: 'active' },
+  ) {
     const user = await this.db
       .selectFrom('users')
       .select('id')

@@ -9,7 +9,8 @@ export interface CliConfig {
   token: string;
 }
 
-export const configFile = () => process.env.VALVE_CONFIG ?? join(homedir(), '.config', 'valve', 'config.json');
+export const configFile = () =>
+  process.env.VALVE_CONFIG ?? join(homedir(), '.config', 'valve', 'config.json');
 
 export function loadCliConfig(): CliConfig | null {
   try {
@@ -36,7 +37,8 @@ export class ApiClient {
 
   static fromConfig(serverFlag?: string): ApiClient {
     const config = loadCliConfig();
-    if (!config) throw new CliError('not logged in: run `valve login --server <url> --username <name>` first');
+    if (!config)
+      throw new CliError('not logged in: run `valve login --server <url> --username <name>` first');
     return new ApiClient(serverFlag ?? config.server, config.token);
   }
 
@@ -46,12 +48,19 @@ export class ApiClient {
     const data = text ? (JSON.parse(text) as unknown) : undefined;
     if (!response.ok) {
       const error = (data as { error?: { code?: string; message?: string } } | undefined)?.error;
-      throw new CliError(`${error?.code ?? response.status}: ${error?.message ?? response.statusText}`);
+      throw new CliError(
+        `${error?.code ?? response.status}: ${error?.message ?? response.statusText}`,
+      );
     }
     return data as T;
   }
 
-  raw(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  raw(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<Response> {
     return fetch(new URL(path, this.server), {
       method,
       headers: {
@@ -61,14 +70,17 @@ export class ApiClient {
       },
       body: body === undefined ? undefined : JSON.stringify(body),
     }).catch((error: unknown) => {
-      throw new CliError(`cannot reach ${this.server}: ${error instanceof Error ? (error.cause as Error)?.message ?? error.message : String(error)}`);
+      throw new CliError(
+        `cannot reach ${this.server}: ${error instanceof Error ? ((error.cause as Error)?.message ?? error.message) : String(error)}`,
+      );
     });
   }
 
   /** Reads a Server-Sent Events stream, calling onEvent for each event until it ends. */
   async events(path: string, onEvent: (event: string, data: string) => void): Promise<void> {
     const response = await this.raw('GET', path, undefined, { accept: 'text/event-stream' });
-    if (!response.ok || !response.body) throw new CliError(`${response.status}: cannot follow ${path}`);
+    if (!response.ok || !response.body)
+      throw new CliError(`${response.status}: cannot follow ${path}`);
     const decoder = new TextDecoder();
     let buffer = '';
     for await (const chunk of response.body) {
@@ -99,5 +111,12 @@ export function parseAppRef(value: string): { team: string; app: string } {
 export function table(rows: Record<string, unknown>[], columns: string[]): string {
   const cells = [columns, ...rows.map((row) => columns.map((c) => String(row[c] ?? '')))];
   const widths = columns.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
-  return cells.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return cells
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }

@@ -30,7 +30,8 @@ export interface AppView {
   lastRun: RunView | null;
 }
 
-export const shortDigest = (image: string | null) => (image ? (image.split('@')[1] ?? image).slice(0, 19) : '');
+export const shortDigest = (image: string | null) =>
+  image ? (image.split('@')[1] ?? image).slice(0, 19) : '';
 
 export function ago(iso: string | null): string {
   if (!iso) return '';

@@ -6,7 +6,12 @@
 import { z } from 'zod';
 import { parseYaml, validateYaml } from '../formats/yaml.js';
 
-const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'expected a DNS label (lowercase letters, digits, dashes)');
+const name = z
+  .string()
+  .regex(
+    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
+    'expected a DNS label (lowercase letters, digits, dashes)',
+  );
 const port = z.number().int().min(1).max(65535);
 
 const httpProbe = z.strictObject({
@@ -35,13 +40,21 @@ export const appSpecSchema = z.strictObject({
   metadata: z.looseObject({ name }),
   containers: z
     .record(name, container)
-    .refine((c) => Object.keys(c).length === 1, 'expected exactly one container (more come with the deploy issue)'),
+    .refine(
+      (c) => Object.keys(c).length === 1,
+      'expected exactly one container (more come with the deploy issue)',
+    ),
   service: z
     .strictObject({
-      ports: z.record(name, z.strictObject({ port, targetPort: port.optional(), protocol: z.enum(['TCP']).optional() })),
+      ports: z.record(
+        name,
+        z.strictObject({ port, targetPort: port.optional(), protocol: z.enum(['TCP']).optional() }),
+      ),
     })
     .optional(),
-  environments: z.record(name, environment).refine((e) => Object.keys(e).length > 0, 'expected at least one environment'),
+  environments: z
+    .record(name, environment)
+    .refine((e) => Object.keys(e).length > 0, 'expected at least one environment'),
 });
 
 export type AppSpec = z.infer<typeof appSpecSchema>;

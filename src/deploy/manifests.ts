@@ -6,10 +6,17 @@ import { z } from 'zod';
 import { FileValidationError, parseYamlStream, validateYaml } from '../formats/yaml.js';
 import type { WorkloadSpec } from './targets/target.js';
 
-const probe = z.looseObject({ httpGet: z.looseObject({ path: z.string().startsWith('/'), port: z.union([z.number(), z.string()]).optional() }) });
+const probe = z.looseObject({
+  httpGet: z.looseObject({
+    path: z.string().startsWith('/'),
+    port: z.union([z.number(), z.string()]).optional(),
+  }),
+});
 const containerSchema = z.looseObject({
   name: z.string(),
-  image: z.string().regex(/^[^@\s]+@sha256:[a-f0-9]{64}$/, 'expected an image pinned by digest (name@sha256:...)'),
+  image: z
+    .string()
+    .regex(/^[^@\s]+@sha256:[a-f0-9]{64}$/, 'expected an image pinned by digest (name@sha256:...)'),
   command: z.array(z.string()).optional(),
   args: z.array(z.string()).optional(),
   env: z.array(z.looseObject({ name: z.string(), value: z.string().optional() })).optional(),
@@ -29,7 +36,11 @@ const deploymentSchema = z.looseObject({
     }),
   }),
 });
-const anyManifest = z.looseObject({ apiVersion: z.string(), kind: z.string(), metadata: z.looseObject({ name: z.string() }) });
+const anyManifest = z.looseObject({
+  apiVersion: z.string(),
+  kind: z.string(),
+  metadata: z.looseObject({ name: z.string() }),
+});
 
 export interface EnvironmentManifests {
   workloads: Omit<WorkloadSpec, 'key'>[];
@@ -37,7 +48,9 @@ export interface EnvironmentManifests {
 }
 
 /** Parses every manifest file of one environment; throws FileValidationError naming file and line. */
-export function readEnvironmentManifests(files: { path: string; text: string }[]): EnvironmentManifests {
+export function readEnvironmentManifests(
+  files: { path: string; text: string }[],
+): EnvironmentManifests {
   const workloads: EnvironmentManifests['workloads'] = [];
   let sourceCommit: string | null = null;
   for (const file of files) {
@@ -65,7 +78,13 @@ export function readEnvironmentManifests(files: { path: string; text: string }[]
   }
   if (workloads.length > 1) {
     throw new FileValidationError([
-      { file: files[0]?.path ?? '', line: 1, column: 1, field: 'kind', message: 'expected one Deployment per environment' },
+      {
+        file: files[0]?.path ?? '',
+        line: 1,
+        column: 1,
+        field: 'kind',
+        message: 'expected one Deployment per environment',
+      },
     ]);
   }
   return { workloads, sourceCommit };
@@ -74,6 +93,7 @@ export function readEnvironmentManifests(files: { path: string; text: string }[]
 /** "127.0.0.1:7080/team/app" -> "team/app": the first component is a registry host when it has a dot or colon or is localhost. */
 export function repositoryOf(name: string): string {
   const [first, ...rest] = name.split('/');
-  if (rest.length && first && (first.includes('.') || first.includes(':') || first === 'localhost')) return rest.join('/');
+  if (rest.length && first && (first.includes('.') || first.includes(':') || first === 'localhost'))
+    return rest.join('/');
   return name;
 }

@@ -63,14 +63,20 @@ export function renderEnvironment(input: RenderInput): Record<string, string> {
       },
     },
   };
-  const servicePorts = Object.entries(spec.service?.ports ?? { http: { port: 80, targetPort: port } });
+  const servicePorts = Object.entries(
+    spec.service?.ports ?? { http: { port: 80, targetPort: port } },
+  );
   const service = {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: { name: app, labels },
     spec: {
       selector: { 'app.kubernetes.io/name': app },
-      ports: servicePorts.map(([name, p]) => ({ name, port: p.port, targetPort: p.targetPort ?? p.port })),
+      ports: servicePorts.map(([name, p]) => ({
+        name,
+        port: p.port,
+        targetPort: p.targetPort ?? p.port,
+      })),
     },
   };
   return {

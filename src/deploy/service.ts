@@ -6,7 +6,7 @@ import { listFilesAt, readFileAt, resolveRef, type GitService } from '../git/ind
 import { newId } from '../ids.js';
 import { now } from '../store/index.js';
 import type { AppSpec } from './appspec.js';
-import { readEnvironmentManifests } from './manifests.js';
+import { readEnvironmentManifests, type EnvironmentManifests } from './manifests.js';
 import type { DeployTables } from './migrations.js';
 import { renderEnvironment } from './render.js';
 import type { ImageSource, Target, WorkloadSpec, WorkloadStatus } from './targets/target.js';
@@ -57,7 +57,10 @@ export class DeployService {
       if (match && event.ref === 'refs/heads/main') void this.reconcileApp(match[1]!, match[2]!);
     });
     const poll = async () => {
-      const rows = await this.options.db.selectFrom('deploy_environments').select(['app_key', 'name']).execute();
+      const rows = await this.options.db
+        .selectFrom('deploy_environments')
+        .select(['app_key', 'name'])
+        .execute();
       for (const row of rows) {
         const [team = '', app = ''] = row.app_key.split('/');
         this.schedule(team, app, row.name);
@@ -75,7 +78,12 @@ export class DeployService {
   }
 
   /** Creates the deploy repo with one folder per environment. */
-  async createEnvironments(team: string, app: string, environments: string[], actor: string): Promise<void> {
+  async createEnvironments(
+    team: string,
+    app: string,
+    environments: string[],
+    actor: string,
+  ): Promise<void> {
     const repo = deployRepoPath(team, app);
     await this.options.git.createRepo(repo);
     const changes: Record<string, { content: string }> = {
@@ -85,10 +93,16 @@ export class DeployService {
           `Every deploy, promotion and rollback is a commit here. Folders: ${environments.map((e) => `\`${envDir(e)}/\``).join(', ')}.\n`,
       },
     };
-    for (const environment of environments) changes[`${envDir(environment)}/.keep`] = { content: '' };
+    for (const environment of environments)
+      changes[`${envDir(environment)}/.keep`] = { content: '' };
     await this.options.git.commit(
       repo,
-      { branch: 'main', changes, message: `create environments ${environments.join(', ')}`, author: { name: actor, email: `${actor}@valve` } },
+      {
+        branch: 'main',
+        changes,
+        message: `create environments ${environments.join(', ')}`,
+        author: { name: actor, email: `${actor}@valve` },
+      },
       actor,
     );
     const rows = environments.map((name) => ({
@@ -117,7 +131,9 @@ export class DeployService {
   }): Promise<string> {
     const files = renderEnvironment({ ...input });
     const dir = envDir(input.environment);
-    const changes = Object.fromEntries(Object.entries(files).map(([name, content]) => [`${dir}/${name}`, { content }]));
+    const changes = Object.fromEntries(
+      Object.entries(files).map(([name, content]) => [`${dir}/${name}`, { content }]),
+    );
     const digest = input.image.slice(input.image.indexOf('@') + 1);
     return this.options.git.commit(
       deployRepoPath(input.team, input.app),
@@ -183,7 +199,8 @@ export class DeployService {
         const views = await this.environments(team, app);
         return views.find((v) => v.name === environment)!;
       }
-      if (Date.now() > deadline) throw new Error(`environment ${environment} did not sync ${commit.slice(0, 7)} in time`);
+      if (Date.now() > deadline)
+        throw new Error(`environment ${environment} did not sync ${commit.slice(0, 7)} in time`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
@@ -220,7 +237,11 @@ export class DeployService {
     })();
   }
 
-  private async reconcileEnvironment(team: string, app: string, environment: string): Promise<void> {
+  private async reconcileEnvironment(
+    team: string,
+    app: string,
+    environment: string,
+  ): Promise<void> {
     const key = `${appKey(team, app)}/${environment}`;
     const gitDir = this.options.git.pathOf(deployRepoPath(team, app));
     const commit = await resolveRef(gitDir, 'refs/heads/main');
@@ -233,45 +254,84 @@ export class DeployService {
       .executeTakeFirst();
     if (!row) return;
 
-    let workload: WorkloadSpec | undefined;
-    let sourceCommit: string | null = null;
+    let manifests: EnvironmentManifests;
     try {
-      const paths = (await listFilesAt(gitDir, commit, envDir(environment))).filter((p) => /\.ya?ml$/.test(p));
-      const files = await Promise.all(
-        paths.map(async (path) => ({ path, text: (await readFileAt(gitDir, commit, path))!.toString() })),
+      const paths = (await listFilesAt(gitDir, commit, envDir(environment))).filter((p) =>
+        /\.ya?ml$/.test(p),
       );
-      const manifests = readEnvironmentManifests(files);
-      sourceCommit = manifests.sourceCommit;
-      const first = manifests.workloads[0];
-      if (first) workload = { key, ...first };
+      const files = await Promise.all(
+        paths.map(async (path) => ({
+          path,
+          text: (await readFileAt(gitDir, commit, path))!.toString(),
+        })),
+      );
+      manifests = readEnvironmentManifests(files);
     } catch (error) {
       if (!(error instanceof FileValidationError)) throw error;
       // Desired state is unreadable: say where, and leave what runs alone.
-      await this.recordSync(team, app, environment, commit, 'failed', `deploy repo: ${error.message}`);
+      await this.recordSync(
+        team,
+        app,
+        environment,
+        commit,
+        'failed',
+        `deploy repo: ${error.message}`,
+      );
       return;
     }
 
+    const { sourceCommit } = manifests;
+    const first = manifests.workloads[0];
+    const workload: WorkloadSpec | undefined = first && { key, ...first };
     const live = await this.options.target.status(key);
     if (!workload) {
       if (live.health !== 'missing') await this.options.target.delete(key);
-      if (row.applied_commit !== commit) await this.markApplied(team, app, environment, commit, null, null, null);
+      if (row.applied_commit !== commit)
+        await this.markApplied(team, app, environment, commit, null, null, null);
       return;
     }
     const hash = createHash('sha256').update(JSON.stringify(workload)).digest('hex');
-    const inSync = row.applied_hash === hash && live.image === workload.image.digest && live.health !== 'missing';
+    const inSync =
+      row.applied_hash === hash &&
+      live.image === workload.image.digest &&
+      live.health !== 'missing';
     if (inSync) {
-      if (row.applied_commit !== commit) await this.markApplied(team, app, environment, commit, workload, hash, sourceCommit);
+      if (row.applied_commit !== commit)
+        await this.markApplied(team, app, environment, commit, workload, hash, sourceCommit);
       return;
     }
     if (!(await this.options.images.getManifest(workload.image.repo, workload.image.digest))) {
-      await this.recordSync(team, app, environment, commit, 'failed', `image ${workload.image.reference} is not in the registry`);
+      await this.recordSync(
+        team,
+        app,
+        environment,
+        commit,
+        'failed',
+        `image ${workload.image.reference} is not in the registry`,
+      );
       return;
     }
-    const syncId = await this.recordSync(team, app, environment, commit, 'running', `applying ${workload.image.digest.slice(0, 19)}`);
+    const syncId = await this.recordSync(
+      team,
+      app,
+      environment,
+      commit,
+      'running',
+      `applying ${workload.image.digest.slice(0, 19)}`,
+    );
     try {
-      await this.options.target.apply(workload, (message) => this.options.log?.info({ key }, message));
+      await this.options.target.apply(workload, (message) =>
+        this.options.log?.info({ key }, message),
+      );
     } catch (error) {
-      await this.finishSync(syncId, team, app, environment, 'failed', error instanceof Error ? error.message : String(error));
+      await this.finishSync(
+        syncId,
+        team,
+        app,
+        environment,
+        'failed',
+        error instanceof Error ? error.message : String(error),
+      );
       return;
     }
     await this.markApplied(team, app, environment, commit, workload, hash, sourceCommit);
@@ -329,8 +389,19 @@ export class DeployService {
     return id;
   }
 
-  private async finishSync(id: string, team: string, app: string, environment: string, status: string, message: string | null) {
-    await this.options.db.updateTable('deploy_syncs').set({ status, message, finished_at: now() }).where('id', '=', id).execute();
+  private async finishSync(
+    id: string,
+    team: string,
+    app: string,
+    environment: string,
+    status: string,
+    message: string | null,
+  ) {
+    await this.options.db
+      .updateTable('deploy_syncs')
+      .set({ status, message, finished_at: now() })
+      .where('id', '=', id)
+      .execute();
     await this.setMessage(team, app, environment, message);
   }
 

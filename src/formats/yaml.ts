@@ -2,7 +2,16 @@
  * User-written YAML files (workflows, app specs, deploy manifests) validated by a zod schema,
  * with every problem reported as `file:line:column: field: what was expected`.
  */
-import { LineCounter, isMap, isScalar, isSeq, parseAllDocuments, parseDocument, type Document, type Node } from 'yaml';
+import {
+  LineCounter,
+  isMap,
+  isScalar,
+  isSeq,
+  parseAllDocuments,
+  parseDocument,
+  type Document,
+  type Node,
+} from 'yaml';
 import type { z } from 'zod';
 
 export interface FileProblem {
@@ -40,7 +49,11 @@ export function parseYaml(text: string, file: string): ParsedYaml {
 /** Parses a multi-document YAML stream (`---` separated, as Kubernetes manifests are). */
 export function parseYamlStream(text: string, file: string): ParsedYaml[] {
   const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const docs = parseAllDocuments(text, {
+    lineCounter: lines,
+    prettyErrors: false,
+    uniqueKeys: true,
+  });
   if (!Array.isArray(docs)) return [];
   for (const doc of docs) throwOnSyntaxErrors(doc, lines, file);
   return docs.filter((doc) => doc.contents !== null).map((doc) => ({ file, doc, lines }));
@@ -51,7 +64,13 @@ function throwOnSyntaxErrors(doc: Document.Parsed, lines: LineCounter, file: str
   throw new FileValidationError(
     doc.errors.map((error) => {
       const pos = lines.linePos(error.pos[0]);
-      return { file, line: pos.line, column: pos.col, field: '', message: error.message.split('\n')[0] ?? '' };
+      return {
+        file,
+        line: pos.line,
+        column: pos.col,
+        field: '',
+        message: error.message.split('\n')[0] ?? '',
+      };
     }),
   );
 }

@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ValveError } from '../errors.js';
-import { commitFiles, initBareRepo, listFilesAt, readCommit, readFileAt, resolveRef } from './plumbing.js';
+import {
+  commitFiles,
+  initBareRepo,
+  listFilesAt,
+  readCommit,
+  readFileAt,
+  resolveRef,
+} from './plumbing.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'valve-git-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -14,8 +21,18 @@ test('commits files without a work tree and reads them back', async () => {
   const repo = join(dir, 'a.git');
   await initBareRepo(repo);
   assert.equal(await resolveRef(repo, 'refs/heads/main'), null);
-  const first = await commitFiles(repo, { branch: 'main', changes: { 'a.txt': { content: 'A' }, 'bin/run': { content: '#!/bin/sh\n', executable: true } }, message: 'first', author });
-  const second = await commitFiles(repo, { branch: 'main', changes: { 'a.txt': { content: null }, 'dir/b.txt': { content: 'B' } }, message: 'second\n\nbody', author });
+  const first = await commitFiles(repo, {
+    branch: 'main',
+    changes: { 'a.txt': { content: 'A' }, 'bin/run': { content: '#!/bin/sh\n', executable: true } },
+    message: 'first',
+    author,
+  });
+  const second = await commitFiles(repo, {
+    branch: 'main',
+    changes: { 'a.txt': { content: null }, 'dir/b.txt': { content: 'B' } },
+    message: 'second\n\nbody',
+    author,
+  });
   assert.equal(await resolveRef(repo, 'refs/heads/main'), second);
   assert.equal((await readFileAt(repo, first, 'a.txt'))?.toString(), 'A');
   assert.equal(await readFileAt(repo, second, 'a.txt'), null);
@@ -29,10 +46,27 @@ test('commits files without a work tree and reads them back', async () => {
 test('a commit built on a stale parent is refused and the branch is unchanged', async () => {
   const repo = join(dir, 'b.git');
   await initBareRepo(repo);
-  const base = await commitFiles(repo, { branch: 'main', changes: { f: { content: '1' } }, message: 'base', author });
-  const winner = await commitFiles(repo, { branch: 'main', changes: { f: { content: '2' } }, message: 'winner', author, expectedParent: base });
+  const base = await commitFiles(repo, {
+    branch: 'main',
+    changes: { f: { content: '1' } },
+    message: 'base',
+    author,
+  });
+  const winner = await commitFiles(repo, {
+    branch: 'main',
+    changes: { f: { content: '2' } },
+    message: 'winner',
+    author,
+    expectedParent: base,
+  });
   await assert.rejects(
-    commitFiles(repo, { branch: 'main', changes: { f: { content: '3' } }, message: 'loser', author, expectedParent: base }),
+    commitFiles(repo, {
+      branch: 'main',
+      changes: { f: { content: '3' } },
+      message: 'loser',
+      author,
+      expectedParent: base,
+    }),
     (error: unknown) => error instanceof ValveError && error.code === 'CONFLICT',
   );
   assert.equal(await resolveRef(repo, 'refs/heads/main'), winner);

@@ -61,9 +61,13 @@ export async function initBareRepo(gitDir: string, defaultBranch = 'main'): Prom
 
 /** The commit a ref points to, or null if it does not exist. */
 export async function resolveRef(gitDir: string, ref: string): Promise<string | null> {
-  const { stdout, code } = await runGit(gitDir, ['rev-parse', '--verify', '--quiet', `${ref}^{commit}`], {
-    okCodes: [1, 128],
-  });
+  const { stdout, code } = await runGit(
+    gitDir,
+    ['rev-parse', '--verify', '--quiet', `${ref}^{commit}`],
+    {
+      okCodes: [1, 128],
+    },
+  );
   return code === 0 ? stdout.toString().trim() : null;
 }
 
@@ -79,7 +83,11 @@ export async function listRefs(gitDir: string): Promise<Map<string, string>> {
 }
 
 /** A file's content at a revision, or null when the path does not exist there. */
-export async function readFileAt(gitDir: string, rev: string, path: string): Promise<Buffer | null> {
+export async function readFileAt(
+  gitDir: string,
+  rev: string,
+  path: string,
+): Promise<Buffer | null> {
   const { stdout, code } = await runGit(gitDir, ['cat-file', 'blob', `${rev}:${path}`], {
     okCodes: [128],
   });
@@ -88,9 +96,13 @@ export async function readFileAt(gitDir: string, rev: string, path: string): Pro
 
 /** Paths of the files under `dir` at a revision (recursive), relative to the repo root. */
 export async function listFilesAt(gitDir: string, rev: string, dir: string): Promise<string[]> {
-  const { stdout, code } = await runGit(gitDir, ['ls-tree', '-r', '--name-only', '-z', rev, '--', dir], {
-    okCodes: [128],
-  });
+  const { stdout, code } = await runGit(
+    gitDir,
+    ['ls-tree', '-r', '--name-only', '-z', rev, '--', dir],
+    {
+      okCodes: [128],
+    },
+  );
   if (code !== 0) return [];
   return stdout.toString().split('\0').filter(Boolean);
 }
@@ -128,7 +140,15 @@ export async function logCommits(
     .map((record) => {
       const [sha = '', parents = '', author = '', email = '', date = '', subject = '', body = ''] =
         record.split('\x1f');
-      return { sha, parents: parents.split(' ').filter(Boolean), author, email, date, subject, body: body.trim() };
+      return {
+        sha,
+        parents: parents.split(' ').filter(Boolean),
+        author,
+        email,
+        date,
+        subject,
+        body: body.trim(),
+      };
     });
 }
 
@@ -173,7 +193,10 @@ export async function commitFiles(gitDir: string, request: CommitRequest): Promi
       entries.push(`${change.executable ? '100755' : '100644'} ${oid}\t${path}`);
     }
     if (entries.length) {
-      await runGit(gitDir, ['update-index', '--index-info'], { env, input: entries.join('\n') + '\n' });
+      await runGit(gitDir, ['update-index', '--index-info'], {
+        env,
+        input: entries.join('\n') + '\n',
+      });
     }
     const tree = await text(gitDir, ['write-tree'], { env });
     const commitEnv = {
@@ -186,7 +209,9 @@ export async function commitFiles(gitDir: string, request: CommitRequest): Promi
       env: commitEnv,
       input: request.message,
     });
-    const moved = await runGit(gitDir, ['update-ref', ref, commit, parent ?? ZERO_OID], { okCodes: [1, 128] });
+    const moved = await runGit(gitDir, ['update-ref', ref, commit, parent ?? ZERO_OID], {
+      okCodes: [1, 128],
+    });
     if (moved.code !== 0) {
       throw new ValveError('CONFLICT', `${request.branch} moved while committing; try again`);
     }

@@ -1,12 +1,6 @@
 import { join } from 'node:path';
 import type { EventBus } from '../events.js';
-import {
-  commitFiles,
-  initBareRepo,
-  listRefs,
-  resolveRef,
-  type CommitRequest,
-} from './plumbing.js';
+import { commitFiles, initBareRepo, listRefs, resolveRef, type CommitRequest } from './plumbing.js';
 
 /**
  * The repositories Valve hosts, under one root directory. Every ref change, whether from a
@@ -36,7 +30,14 @@ export class GitService {
       const ref = `refs/heads/${request.branch}`;
       const before = await resolveRef(gitDir, ref);
       const after = await commitFiles(gitDir, request);
-      this.events.emit('git.refUpdated', { repoPath, ref, before, after, pusher: actor, source: 'server' });
+      this.events.emit('git.refUpdated', {
+        repoPath,
+        ref,
+        before,
+        after,
+        pusher: actor,
+        source: 'server',
+      });
       return after;
     });
   }
@@ -54,7 +55,15 @@ export class GitService {
       for (const ref of new Set([...before.keys(), ...after.keys()])) {
         const old = before.get(ref) ?? null;
         const now = after.get(ref) ?? null;
-        if (old !== now) this.events.emit('git.refUpdated', { repoPath, ref, before: old, after: now, pusher, source: 'push' });
+        if (old !== now)
+          this.events.emit('git.refUpdated', {
+            repoPath,
+            ref,
+            before: old,
+            after: now,
+            pusher,
+            source: 'push',
+          });
       }
     });
   }

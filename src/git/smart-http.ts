@@ -15,7 +15,12 @@ export interface GitRoutesOptions {
   git: GitService;
   principalOf(request: FastifyRequest): Promise<Principal | null>;
   /** Throws a ValveError unless the principal may access the repo; returns its path under the git root. */
-  authorize(principal: Principal | null, team: string, repo: string, access: GitAccess): Promise<string>;
+  authorize(
+    principal: Principal | null,
+    team: string,
+    repo: string,
+    access: GitAccess,
+  ): Promise<string>;
 }
 
 const pathPattern = /^\/git\/([a-z0-9-]+)\/([a-z0-9-]+(?:\.deploy)?)\.git(\/.*)$/;
@@ -45,7 +50,16 @@ export function gitRoutes(options: GitRoutesOptions) {
       }
       const repoPath = await options.authorize(principal, team, repo, access);
       const pushing = rest === '/git-receive-pack' && request.method === 'POST';
-      const run = () => runBackend(options.git.root, repoPath, rest, url.search.slice(1), request, reply, principal);
+      const run = () =>
+        runBackend(
+          options.git.root,
+          repoPath,
+          rest,
+          url.search.slice(1),
+          request,
+          reply,
+          principal,
+        );
       if (!pushing) return run();
       await options.git.withPushLock(repoPath, principal?.username ?? 'anonymous', run);
     };

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { ValveError, errorTable } from '../errors.js';
+import { isRegistryError } from '../registry/index.js';
 
 /** The one place that turns errors into HTTP responses for the JSON API. */
 export function replyWithError(error: unknown, request: FastifyRequest, reply: FastifyReply) {
@@ -9,6 +10,12 @@ export function replyWithError(error: unknown, request: FastifyRequest, reply: F
     return reply
       .status(error.status)
       .send({ error: { code: error.code, message: error.message, ...error.details } });
+  }
+  if (isRegistryError(error)) {
+    // A registry error reaching the JSON API (e.g. through a deploy) keeps its spec code.
+    return reply
+      .status(error.status)
+      .send({ error: { code: `OCI_${error.code}`, message: error.message } });
   }
   if (error instanceof z.ZodError) {
     return reply.status(400).send({

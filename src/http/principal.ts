@@ -19,13 +19,19 @@ export function principalOf(auth: AuthService, request: FastifyRequest): Promise
   return found;
 }
 
-export async function requirePrincipal(auth: AuthService, request: FastifyRequest): Promise<Principal> {
+export async function requirePrincipal(
+  auth: AuthService,
+  request: FastifyRequest,
+): Promise<Principal> {
   const principal = await principalOf(auth, request);
   if (!principal) throw new ValveError('AUTH_REQUIRED');
   return principal;
 }
 
-async function resolvePrincipal(auth: AuthService, request: FastifyRequest): Promise<Principal | null> {
+async function resolvePrincipal(
+  auth: AuthService,
+  request: FastifyRequest,
+): Promise<Principal | null> {
   const header = request.headers.authorization;
   if (header) {
     const [scheme, value = ''] = header.split(' ', 2);
@@ -52,7 +58,8 @@ export function readCookie(header: string | undefined, name: string): string | u
   if (!header) return undefined;
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+    if (eq > 0 && part.slice(0, eq).trim() === name)
+      return decodeURIComponent(part.slice(eq + 1).trim());
   }
   return undefined;
 }

@@ -25,6 +25,8 @@ export interface PipelineTables {
     job_name: string;
     step_index: number;
     name: string;
+    /** `run` (a script) or the built-in step used, e.g. `valve/deploy@v1`. */
+    kind: string;
     status: string;
     exit_code: number | null;
     started_at: string | null;
@@ -63,6 +65,7 @@ export const pipelineMigrations: NamedMigrations = {
         .addColumn('job_name', 'text', (c) => c.notNull())
         .addColumn('step_index', 'integer', (c) => c.notNull())
         .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull())
         .addColumn('status', 'text', (c) => c.notNull())
         .addColumn('exit_code', 'integer')
         .addColumn('started_at', 'text')

@@ -32,18 +32,27 @@ export interface RunnerDeps {
 const passedThrough = ['PATH', 'HOME', 'USER', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'SHELL'];
 const DEFAULT_TIMEOUT_MINUTES = 60;
 
-export async function executeRun(deps: RunnerDeps, run: RunRow, workflow: Workflow, signal: AbortSignal): Promise<FinalStatus> {
+export async function executeRun(
+  deps: RunnerDeps,
+  run: RunRow,
+  workflow: Workflow,
+  signal: AbortSignal,
+): Promise<FinalStatus> {
   const log = deps.logs.writer(run.id);
   const failedJobs = new Set<string>();
   let firstError: string | null = null;
-  log.line(`run #${run.number} of ${run.workflow} for ${run.commit_sha.slice(0, 12)} (${run.ref}) by ${run.actor}`);
+  log.line(
+    `run #${run.number} of ${run.workflow} for ${run.commit_sha.slice(0, 12)} (${run.ref}) by ${run.actor}`,
+  );
   for (const jobId of jobOrder(workflow)) {
     const job = workflow.jobs[jobId]!;
     const blockedBy = (job.needs ?? []).filter((need) => failedJobs.has(need));
     if (blockedBy.length || signal.aborted) {
       failedJobs.add(jobId);
       await setSteps(deps, run.id, jobId, signal.aborted ? 'cancelled' : 'skipped');
-      log.line(`job ${jobId} skipped: ${signal.aborted ? 'run cancelled' : `needs ${blockedBy.join(', ')} which failed`}`);
+      log.line(
+        `job ${jobId} skipped: ${signal.aborted ? 'run cancelled' : `needs ${blockedBy.join(', ')} which failed`}`,
+      );
       continue;
     }
     const error = await executeJob(deps, run, workflow, jobId, log, signal);
@@ -74,7 +83,10 @@ async function executeJob(
   rmSync(workspace, { recursive: true, force: true });
   mkdirSync(workspace, { recursive: true });
   const jobDeadline = Date.now() + (job['timeout-minutes'] ?? DEFAULT_TIMEOUT_MINUTES) * 60_000;
-  const steps: Record<string, { outputs: Record<string, string>; outcome: string; conclusion: string }> = {};
+  const steps: Record<
+    string,
+    { outputs: Record<string, string>; outcome: string; conclusion: string }
+  > = {};
   const github = {
     sha: run.commit_sha,
     ref: run.ref,
@@ -91,14 +103,21 @@ async function executeJob(
   for (const [index, step] of job.steps.entries()) {
     const stepKey = `${jobId}/${index}`;
     if (failure || signal.aborted) {
-      await setStep(deps, run.id, jobId, index, { status: signal.aborted ? 'cancelled' : 'skipped' });
+      await setStep(deps, run.id, jobId, index, {
+        status: signal.aborted ? 'cancelled' : 'skipped',
+      });
       continue;
     }
     const name = stepName(step, index);
     log.line(`▶ ${name}`, stepKey);
     await setStep(deps, run.id, jobId, index, { status: 'running', started_at: now() });
     const env = { ...workflow.env, ...job.env };
-    const context: ExpressionContext = { github, env, steps, runner: { os: 'Linux', temp: workspace } };
+    const context: ExpressionContext = {
+      github,
+      env,
+      steps,
+      runner: { os: 'Linux', temp: workspace },
+    };
     let exitCode = 0;
     let outputs: Record<string, string> = {};
     let error: string | null = null;
@@ -106,9 +125,22 @@ async function executeJob(
       const stepEnv = Object.fromEntries(
         Object.entries({ ...env, ...step.env }).map(([k, v]) => [k, interpolate(v, context)]),
       );
-      const timeoutMs = Math.min(jobDeadline - Date.now(), (step['timeout-minutes'] ?? Infinity) * 60_000);
+      const timeoutMs = Math.min(
+        jobDeadline - Date.now(),
+        (step['timeout-minutes'] ?? Infinity) * 60_000,
+      );
       if (step.run !== undefined) {
-        const result = await runScriptStep(deps, step, stepKey, workspace, { ...githubEnv(github), ...stepEnv }, context, timeoutMs, log, signal);
+        const result = await runScriptStep(
+          deps,
+          step,
+          stepKey,
+          workspace,
+          { ...githubEnv(github), ...stepEnv },
+          context,
+          timeoutMs,
+          log,
+          signal,
+        );
         exitCode = result.exitCode;
         outputs = result.outputs;
         if (result.error) error = result.error;
@@ -124,7 +156,12 @@ async function executeJob(
       failure = `${jobId}: ${name}: ${error.split('\n')[0]}`;
     }
     const status = signal.aborted ? 'cancelled' : error ? 'failed' : 'succeeded';
-    if (step.id) steps[step.id] = { outputs, outcome: status === 'succeeded' ? 'success' : 'failure', conclusion: status === 'succeeded' ? 'success' : 'failure' };
+    if (step.id)
+      steps[step.id] = {
+        outputs,
+        outcome: status === 'succeeded' ? 'success' : 'failure',
+        conclusion: status === 'succeeded' ? 'success' : 'failure',
+      };
     await setStep(deps, run.id, jobId, index, { status, exit_code: exitCode, finished_at: now() });
   }
   rmSync(join(deps.workspaceRoot, run.id), { recursive: true, force: true });
@@ -145,23 +182,44 @@ async function runScriptStep(
   const outputFile = join(workspace, '..', `${stepKey.replace('/', '-')}.outputs`);
   writeFileSync(outputFile, '');
   const cwd = resolve(workspace, step['working-directory'] ?? '.');
-  if (!existsSync(cwd)) return { exitCode: 1, outputs: {}, error: `working-directory ${step['working-directory']} does not exist` };
-  const base = Object.fromEntries(passedThrough.flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
+  if (!existsSync(cwd))
+    return {
+      exitCode: 1,
+      outputs: {},
+      error: `working-directory ${step['working-directory']} does not exist`,
+    };
+  const base = Object.fromEntries(
+    passedThrough.flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
+  );
   const lines = log.lineSplitter(stepKey);
   const result = await deps.executor.runScript({
     script: interpolate(step.run!, context),
     shell: step.shell ?? 'bash',
     cwd,
-    env: { ...base, CI: 'true', VALVE: 'true', ...env, GITHUB_OUTPUT: outputFile, VALVE_OUTPUT: outputFile },
+    env: {
+      ...base,
+      CI: 'true',
+      VALVE: 'true',
+      ...env,
+      GITHUB_OUTPUT: outputFile,
+      VALVE_OUTPUT: outputFile,
+    },
     timeoutMs,
     signal,
     onOutput: (chunk) => lines.write(chunk),
   });
   lines.flush();
   const outputs = parseOutputs(readFileSync(outputFile, 'utf8'));
-  if (result.stopped === 'timeout') return { exitCode: result.exitCode, outputs, error: `timed out after ${Math.round(timeoutMs / 1000)} s; its processes were killed` };
-  if (result.stopped === 'cancelled') return { exitCode: result.exitCode, outputs, error: 'cancelled' };
-  if (result.exitCode !== 0) return { exitCode: result.exitCode, outputs, error: `exited with code ${result.exitCode}` };
+  if (result.stopped === 'timeout')
+    return {
+      exitCode: result.exitCode,
+      outputs,
+      error: `timed out after ${Math.round(timeoutMs / 1000)} s; its processes were killed`,
+    };
+  if (result.stopped === 'cancelled')
+    return { exitCode: result.exitCode, outputs, error: 'cancelled' };
+  if (result.exitCode !== 0)
+    return { exitCode: result.exitCode, outputs, error: `exited with code ${result.exitCode}` };
   return { exitCode: 0, outputs };
 }
 
@@ -178,13 +236,24 @@ async function runBuiltinStep(
   const name = /^valve\/([a-z-]+)@/.exec(step.uses!)![1]!;
   const builtin = builtinSteps.get(name);
   if (!builtin) throw new Error(`unknown built-in step ${step.uses}`);
-  const raw = Object.fromEntries(Object.entries(step.with ?? {}).map(([k, v]) => [k, interpolate(v, context)]));
+  const raw = Object.fromEntries(
+    Object.entries(step.with ?? {}).map(([k, v]) => [k, interpolate(v, context)]),
+  );
   const parsed = builtin.inputs.safeParse(raw);
-  if (!parsed.success) throw new Error(`${step.uses}: ${describeZodErrorPlain(parsed.error, 'with')}`);
+  if (!parsed.success)
+    throw new Error(`${step.uses}: ${describeZodErrorPlain(parsed.error, 'with')}`);
   return builtin.run(
     {
       workspace,
-      run: { id: run.id, number: run.number, team: run.team, app: run.app, commit: run.commit_sha, ref: run.ref, actor: run.actor },
+      run: {
+        id: run.id,
+        number: run.number,
+        team: run.team,
+        app: run.app,
+        commit: run.commit_sha,
+        ref: run.ref,
+        actor: run.actor,
+      },
       signal,
       services: deps.services,
       log: (text) => log.line(text, stepKey),
@@ -194,7 +263,9 @@ async function runBuiltinStep(
 }
 
 function githubEnv(github: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(github).map(([k, v]) => [`GITHUB_${k.toUpperCase()}`, v]));
+  return Object.fromEntries(
+    Object.entries(github).map(([k, v]) => [`GITHUB_${k.toUpperCase()}`, v]),
+  );
 }
 
 /** `name=value` lines and `name<<DELIM` ... `DELIM` blocks, as in GitHub's $GITHUB_OUTPUT. */
@@ -221,9 +292,17 @@ export function stepName(step: WorkflowStep, index: number): string {
   return `Run ${step.run?.split('\n')[0]?.slice(0, 60) || `step ${index + 1}`}`;
 }
 
-type StepUpdate = Partial<Pick<PipelineTables['run_steps'], 'status' | 'exit_code' | 'started_at' | 'finished_at'>>;
+type StepUpdate = Partial<
+  Pick<PipelineTables['run_steps'], 'status' | 'exit_code' | 'started_at' | 'finished_at'>
+>;
 
-async function setStep(deps: RunnerDeps, runId: string, jobId: string, index: number, update: StepUpdate) {
+async function setStep(
+  deps: RunnerDeps,
+  runId: string,
+  jobId: string,
+  index: number,
+  update: StepUpdate,
+) {
   await deps.db
     .updateTable('run_steps')
     .set(update)
@@ -231,10 +310,19 @@ async function setStep(deps: RunnerDeps, runId: string, jobId: string, index: nu
     .where('job_id', '=', jobId)
     .where('step_index', '=', index)
     .execute();
-  const run = await deps.db.selectFrom('runs').select('app_id').where('id', '=', runId).executeTakeFirst();
+  const run = await deps.db
+    .selectFrom('runs')
+    .select('app_id')
+    .where('id', '=', runId)
+    .executeTakeFirst();
   if (run) deps.events.emit('run.updated', { runId, appId: run.app_id });
 }
 
 async function setSteps(deps: RunnerDeps, runId: string, jobId: string, status: string) {
-  await deps.db.updateTable('run_steps').set({ status }).where('run_id', '=', runId).where('job_id', '=', jobId).execute();
+  await deps.db
+    .updateTable('run_steps')
+    .set({ status })
+    .where('run_id', '=', runId)
+    .where('job_id', '=', jobId)
+    .execute();
 }

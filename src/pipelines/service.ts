@@ -47,9 +47,20 @@ export class PipelineService {
 
   /** After a restart: a run that was executing cannot be resumed mid-step, so it is marked failed; queued runs start. */
   async start(): Promise<void> {
-    const interrupted = await this.options.db.selectFrom('runs').selectAll().where('status', '=', 'running').execute();
+    const interrupted = await this.options.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('status', '=', 'running')
+      .execute();
     for (const run of interrupted) {
-      this.options.logs.writer(run.id).line('error: the server stopped during this run; it was marked failed on restart');
+      const orphans = await this.options.executor.cleanupAfterCrash(
+        join(this.options.workspaceRoot, run.id),
+      );
+      this.options.logs
+        .writer(run.id)
+        .line(
+          `error: the server stopped during this run; it was marked failed on restart${orphans ? ` and its ${orphans} leftover process(es) killed` : ''}`,
+        );
       await this.options.db
         .updateTable('run_steps')
         .set({ status: 'failed', finished_at: now() })
@@ -65,7 +76,12 @@ export class PipelineService {
       await this.finish(run, 'failed', 'the server stopped during the run');
       rmSync(join(this.options.workspaceRoot, run.id), { recursive: true, force: true });
     }
-    const queued = await this.options.db.selectFrom('runs').select('id').where('status', '=', 'queued').orderBy('created_at').execute();
+    const queued = await this.options.db
+      .selectFrom('runs')
+      .select('id')
+      .where('status', '=', 'queued')
+      .orderBy('created_at')
+      .execute();
     this.waiting.push(...queued.map((r) => r.id));
     this.pump();
   }
@@ -80,7 +96,9 @@ export class PipelineService {
   async onPush(push: PushEvent): Promise<RunRow[]> {
     const files: string[] = [];
     for (const dir of WORKFLOW_DIRS) {
-      files.push(...(await listFilesAt(push.gitDir, push.commit, dir)).filter((f) => /\.ya?ml$/.test(f)));
+      files.push(
+        ...(await listFilesAt(push.gitDir, push.commit, dir)).filter((f) => /\.ya?ml$/.test(f)),
+      );
     }
     const commit = await readCommit(push.gitDir, push.commit);
     const runs: RunRow[] = [];
@@ -109,20 +127,37 @@ export class PipelineService {
   }
 
   async cancel(runId: string): Promise<void> {
-    const run = await this.options.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    const run = await this.options.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('id', '=', runId)
+      .executeTakeFirst();
     if (!run) throw notFound('run');
-    if (run.status !== 'queued' && run.status !== 'running') throw new ValveError('PIPE_RUN_NOT_CANCELLABLE', `run #${run.number} is already ${run.status}`);
+    if (run.status !== 'queued' && run.status !== 'running')
+      throw new ValveError(
+        'PIPE_RUN_NOT_CANCELLABLE',
+        `run #${run.number} is already ${run.status}`,
+      );
     const index = this.waiting.indexOf(runId);
     if (index >= 0) {
       this.waiting.splice(index, 1);
-      await this.options.db.updateTable('run_steps').set({ status: 'cancelled' }).where('run_id', '=', runId).execute();
+      await this.options.db
+        .updateTable('run_steps')
+        .set({ status: 'cancelled' })
+        .where('run_id', '=', runId)
+        .execute();
       await this.finish(run, 'cancelled', 'cancelled before it started');
       return;
     }
     this.active.get(runId)?.abort();
   }
 
-  private async createRun(push: PushEvent, file: string, message: string, workflow: Workflow | null): Promise<RunRow> {
+  private async createRun(
+    push: PushEvent,
+    file: string,
+    message: string,
+    workflow: Workflow | null,
+  ): Promise<RunRow> {
     return this.options.db.transaction().execute(async (tx) => {
       const last = await tx
         .selectFrom('runs')
@@ -156,6 +191,7 @@ export class PipelineService {
             job_name: workflow.jobs[jobId]!.name ?? jobId,
             step_index: index,
             name: stepName(step, index),
+            kind: step.uses ?? 'run',
             status: 'pending',
             exit_code: null,
             started_at: null,
@@ -170,7 +206,11 @@ export class PipelineService {
   }
 
   private pump(): void {
-    while (!this.stopped && this.active.size < this.options.maxParallelRuns && this.waiting.length) {
+    while (
+      !this.stopped &&
+      this.active.size < this.options.maxParallelRuns &&
+      this.waiting.length
+    ) {
       const runId = this.waiting.shift()!;
       const controller = new AbortController();
       this.active.set(runId, controller);
@@ -184,21 +224,41 @@ export class PipelineService {
   }
 
   private async execute(runId: string, signal: AbortSignal): Promise<void> {
-    const run = await this.options.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirstOrThrow();
+    const run = await this.options.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('id', '=', runId)
+      .executeTakeFirstOrThrow();
     const gitDir = this.options.sourceGitDir(run.team, run.app);
     const text = (await readFileAt(gitDir, run.commit_sha, run.workflow))?.toString() ?? '';
     const workflow = parseWorkflow(text, run.workflow, knownSteps);
     const started = { ...run, status: 'running', started_at: now() };
-    await this.options.db.updateTable('runs').set({ status: 'running', started_at: started.started_at }).where('id', '=', runId).execute();
+    await this.options.db
+      .updateTable('runs')
+      .set({ status: 'running', started_at: started.started_at })
+      .where('id', '=', runId)
+      .execute();
     this.options.events.emit('run.updated', { runId, appId: run.app_id });
     let status: RunRow['status'];
     try {
-      status = await executeRun({ ...this.options, workspaceRoot: this.options.workspaceRoot }, started, workflow, signal);
+      status = await executeRun(
+        { ...this.options, workspaceRoot: this.options.workspaceRoot },
+        started,
+        workflow,
+        signal,
+      );
     } catch (error) {
-      this.options.logs.writer(runId).line(`error: ${error instanceof Error ? error.message : String(error)}`);
+      this.options.logs
+        .writer(runId)
+        .line(`error: ${error instanceof Error ? error.message : String(error)}`);
       status = 'failed';
     }
-    const error = status === 'cancelled' ? 'cancelled' : status === 'failed' ? ((await this.get(runId))?.error ?? 'failed') : null;
+    const error =
+      status === 'cancelled'
+        ? 'cancelled'
+        : status === 'failed'
+          ? ((await this.get(runId))?.error ?? 'failed')
+          : null;
     await this.finish(started, status, error);
   }
 
@@ -208,32 +268,60 @@ export class PipelineService {
       .set({ status, error, finished_at: now() })
       .where('id', '=', run.id)
       .execute();
-    this.options.logs.writer(run.id).line(`run #${run.number} ${status}${error && status !== 'succeeded' ? `: ${error}` : ''}`);
+    this.options.logs
+      .writer(run.id)
+      .line(`run #${run.number} ${status}${error && status !== 'succeeded' ? `: ${error}` : ''}`);
     this.options.events.emit('run.updated', { runId: run.id, appId: run.app_id });
   }
 
   get(runId: string): Promise<RunRow | undefined> {
-    return this.options.db.selectFrom('runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    return this.options.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('id', '=', runId)
+      .executeTakeFirst();
   }
 
   byNumber(appId: string, number: number): Promise<RunRow | undefined> {
-    return this.options.db.selectFrom('runs').selectAll().where('app_id', '=', appId).where('number', '=', number).executeTakeFirst();
+    return this.options.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('app_id', '=', appId)
+      .where('number', '=', number)
+      .executeTakeFirst();
   }
 
   list(appId: string, limit = 50): Promise<RunRow[]> {
-    return this.options.db.selectFrom('runs').selectAll().where('app_id', '=', appId).orderBy('number', 'desc').limit(limit).execute();
+    return this.options.db
+      .selectFrom('runs')
+      .selectAll()
+      .where('app_id', '=', appId)
+      .orderBy('number', 'desc')
+      .limit(limit)
+      .execute();
   }
 
   /** The API's view of a run: its jobs and steps with their states and times. */
   async view(run: RunRow) {
-    const steps = await this.options.db.selectFrom('run_steps').selectAll().where('run_id', '=', run.id).orderBy(sql`rowid`).execute();
+    const steps = await this.options.db
+      .selectFrom('run_steps')
+      .selectAll()
+      .where('run_id', '=', run.id)
+      .orderBy(sql`rowid`)
+      .execute();
     const jobs = new Map<string, { id: string; name: string; status: string; steps: object[] }>();
     for (const step of steps) {
-      const job = jobs.get(step.job_id) ?? { id: step.job_id, name: step.job_name, status: 'pending', steps: [] };
+      const job = jobs.get(step.job_id) ?? {
+        id: step.job_id,
+        name: step.job_name,
+        status: 'pending',
+        steps: [],
+      };
       jobs.set(step.job_id, job);
       job.steps.push({
         index: step.step_index,
         name: step.name,
+        kind: step.kind,
         status: step.status,
         startedAt: step.started_at,
         finishedAt: step.finished_at,
@@ -242,7 +330,13 @@ export class PipelineService {
     }
     for (const job of jobs.values()) {
       const states = job.steps.map((s) => (s as { status: string }).status);
-      job.status = ['running', 'failed', 'cancelled'].find((s) => states.includes(s)) ?? (states.every((s) => s === 'succeeded' || s === 'skipped') && states.includes('succeeded') ? 'succeeded' : states.every((s) => s === 'skipped') ? 'skipped' : 'pending');
+      job.status =
+        ['running', 'failed', 'cancelled'].find((s) => states.includes(s)) ??
+        (states.every((s) => s === 'succeeded' || s === 'skipped') && states.includes('succeeded')
+          ? 'succeeded'
+          : states.every((s) => s === 'skipped')
+            ? 'skipped'
+            : 'pending');
     }
     return {
       id: run.id,

@@ -48,20 +48,44 @@ test('a valid workflow parses, with env values as strings and jobs in needs orde
 
 test('bad workflows are rejected with file:line:column and the field', () => {
   const cases: [string, RegExp][] = [
-    [valid.replace('      - run: echo hi', '      - run: echo hi\n        timeout: 5'), /ci\.yml:11:9: jobs\.test\.steps\[0\]\.timeout: /],
-    [valid.replace('    needs: test', '    needs: tset'), /ci\.yml:12:12: jobs\.build\.needs\[0\]: unknown job "tset"/],
-    [valid.replace('valve/checkout@v1', 'valve/chekout@v1'), /ci\.yml:14:15: jobs\.build\.steps\[0\]\.uses: unknown built-in step "chekout"/],
-    [valid.replace('valve/checkout@v1', 'actions/checkout@v4'), /ci\.yml:14:15: jobs\.build\.steps\[0\]\.uses: expected a built-in step/],
-    [valid.replace('      - run: echo hi', '      - name: nothing'), /ci\.yml:10:9: jobs\.test\.steps\[0\]: expected exactly one of run or uses/],
+    [
+      valid.replace('      - run: echo hi', '      - run: echo hi\n        timeout: 5'),
+      /ci\.yml:11:9: jobs\.test\.steps\[0\]\.timeout: /,
+    ],
+    [
+      valid.replace('    needs: test', '    needs: tset'),
+      /ci\.yml:12:12: jobs\.build\.needs\[0\]: unknown job "tset"/,
+    ],
+    [
+      valid.replace('valve/checkout@v1', 'valve/chekout@v1'),
+      /ci\.yml:14:15: jobs\.build\.steps\[0\]\.uses: unknown built-in step "chekout"/,
+    ],
+    [
+      valid.replace('valve/checkout@v1', 'actions/checkout@v4'),
+      /ci\.yml:14:15: jobs\.build\.steps\[0\]\.uses: expected a built-in step/,
+    ],
+    [
+      valid.replace('      - run: echo hi', '      - name: nothing'),
+      /ci\.yml:10:9: jobs\.test\.steps\[0\]: expected exactly one of run or uses/,
+    ],
     [valid.replace('jobs:', 'jobz:'), /ci\.yml:7:1: jobz: /],
-    [valid.replace('  test:\n', '  test:\n    needs: build\n'), /jobs\.(test|build)\.needs: job "(test|build)" needs itself through a cycle/],
-    ['on: push\njobs:\n  a:\n    steps: []\n', /ci\.yml:4:12: jobs\.a\.steps: expected at least one step/],
+    [
+      valid.replace('  test:\n', '  test:\n    needs: build\n'),
+      /jobs\.(test|build)\.needs: job "(test|build)" needs itself through a cycle/,
+    ],
+    [
+      'on: push\njobs:\n  a:\n    steps: []\n',
+      /ci\.yml:4:12: jobs\.a\.steps: expected at least one step/,
+    ],
     ['on: push\njobs:\n  a:\n    steps:\n      - run: [1, 2\n', /ci\.yml:\d+:\d+: /],
     ['on: push\njobs: {}\n', /ci\.yml:2:7: jobs: expected at least one job/],
   ];
   for (const [text, expected] of cases) {
     const found = problems(text);
-    assert.ok(found.some((line) => expected.test(line)), `expected ${expected} in:\n${found.join('\n')}`);
+    assert.ok(
+      found.some((line) => expected.test(line)),
+      `expected ${expected} in:\n${found.join('\n')}`,
+    );
   }
 });
 

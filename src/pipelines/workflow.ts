@@ -8,23 +8,42 @@
 import { z } from 'zod';
 import { FileValidationError, parseYaml, positionOf, validateYaml } from '../formats/yaml.js';
 
-const env = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'), z.union([z.string(), z.number(), z.boolean()]).transform(String));
-const stringList = z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : [v]));
+const env = z.record(
+  z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name'),
+  z.union([z.string(), z.number(), z.boolean()]).transform(String),
+);
+const stringList = z
+  .union([z.string(), z.array(z.string())])
+  .transform((v) => (Array.isArray(v) ? v : [v]));
 const idPattern = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 
 const step = z
   .strictObject({
     name: z.string().optional(),
-    id: z.string().regex(idPattern, 'expected letters, digits, _ or -, starting with a letter or _').optional(),
+    id: z
+      .string()
+      .regex(idPattern, 'expected letters, digits, _ or -, starting with a letter or _')
+      .optional(),
     run: z.string().optional(),
-    uses: z.string().regex(/^(valve\/[a-z-]+@v\d+)$/, 'expected a built-in step valve/<name>@v1 (see docs/workflows.md)').optional(),
-    with: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).optional(),
+    uses: z
+      .string()
+      .regex(
+        /^(valve\/[a-z-]+@v\d+)$/,
+        'expected a built-in step valve/<name>@v1 (see docs/workflows.md)',
+      )
+      .optional(),
+    with: z
+      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String))
+      .optional(),
     env: env.optional(),
     shell: z.enum(['bash', 'sh']).optional(),
     'working-directory': z.string().optional(),
     'timeout-minutes': z.number().positive().optional(),
   })
-  .refine((s) => (s.run === undefined) !== (s.uses === undefined), 'expected exactly one of run or uses')
+  .refine(
+    (s) => (s.run === undefined) !== (s.uses === undefined),
+    'expected exactly one of run or uses',
+  )
   .refine((s) => s.uses !== undefined || s.with === undefined, '`with` is only for `uses` steps');
 
 const job = z.strictObject({
@@ -43,7 +62,9 @@ const pushTrigger = z
 
 const trigger = z.union([
   z.literal('push').transform(() => ({ push: {} as { branches?: string[]; tags?: string[] } })),
-  z.array(z.literal('push')).transform(() => ({ push: {} as { branches?: string[]; tags?: string[] } })),
+  z
+    .array(z.literal('push'))
+    .transform(() => ({ push: {} as { branches?: string[]; tags?: string[] } })),
   z.strictObject({ push: pushTrigger }),
 ]);
 
@@ -52,7 +73,9 @@ export const workflowSchema = z
     name: z.string().optional(),
     on: trigger,
     env: env.optional(),
-    jobs: z.record(z.string().regex(idPattern, 'expected a job id of letters, digits, _ or -'), job).refine((j) => Object.keys(j).length > 0, 'expected at least one job'),
+    jobs: z
+      .record(z.string().regex(idPattern, 'expected a job id of letters, digits, _ or -'), job)
+      .refine((j) => Object.keys(j).length > 0, 'expected at least one job'),
   })
   .superRefine((wf, ctx) => {
     let unknownNeeds = false;
@@ -60,14 +83,23 @@ export const workflowSchema = z
       for (const [i, need] of (j.needs ?? []).entries()) {
         if (need in wf.jobs) continue;
         unknownNeeds = true;
-        ctx.addIssue({ code: 'custom', path: ['jobs', id, 'needs', i], message: `unknown job "${need}"` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jobs', id, 'needs', i],
+          message: `unknown job "${need}"`,
+        });
       }
     }
     if (!unknownNeeds) {
       try {
         jobOrder(wf as Workflow);
       } catch (error) {
-        if (error instanceof JobCycleError) ctx.addIssue({ code: 'custom', path: ['jobs', error.job, 'needs'], message: error.message });
+        if (error instanceof JobCycleError)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['jobs', error.job, 'needs'],
+            message: error.message,
+          });
       }
     }
   });
@@ -88,7 +120,11 @@ export const WORKFLOW_DIRS = ['.valve/workflows', '.github/workflows'];
  * Parses and validates a workflow file; every problem is reported with file:line:column
  * before any job starts. `knownSteps` are the names usable as `uses: valve/<name>@v1`.
  */
-export function parseWorkflow(text: string, file: string, knownSteps?: ReadonlySet<string>): Workflow {
+export function parseWorkflow(
+  text: string,
+  file: string,
+  knownSteps?: ReadonlySet<string>,
+): Workflow {
   // YAML 1.1 readers turn the key `on` into true; the `yaml` package (1.2) keeps it a string.
   const parsed = parseYaml(text, file);
   const workflow = validateYaml(parsed, workflowSchema);
@@ -130,7 +166,12 @@ export function matchesPush(workflow: Workflow, ref: string): boolean {
 export function globMatch(glob: string, value: string): boolean {
   const pattern = glob
     .split('**')
-    .map((part) => part.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*'))
+    .map((part) =>
+      part
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^/]*'),
+    )
     .join('.*');
   return new RegExp(`^${pattern}$`).test(value);
 }

@@ -6,7 +6,14 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect, sql, type Migration, type MigrationProvider, Migrator } from 'kysely';
+import {
+  Kysely,
+  SqliteDialect,
+  sql,
+  type Migration,
+  type MigrationProvider,
+  Migrator,
+} from 'kysely';
 
 // The store hands out an untyped handle; each subsystem narrows it to its own table types.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -10,7 +10,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { api, cloneUrl, git, runLog, signup, startValve, waitFor, waitForRun, type Session, type Valve } from './harness.js';
+import {
+  api,
+  cloneUrl,
+  git,
+  runLog,
+  signup,
+  startValve,
+  waitFor,
+  waitForRun,
+  type Session,
+  type Valve,
+} from './harness.js';
 
 interface Environment {
   name: string;
@@ -51,13 +62,25 @@ function commitAndPush(dir: string, message: string): string {
 
 function setVersion(dir: string, version: string) {
   const file = join(dir, 'greeting.js');
-  writeFileSync(file, readFileSync(file, 'utf8').replace(/VERSION = '[^']*'/, `VERSION = '${version}'`));
+  writeFileSync(
+    file,
+    readFileSync(file, 'utf8').replace(/VERSION = '[^']*'/, `VERSION = '${version}'`),
+  );
 }
 
-test('an app goes from git push to serving HTTP', async () => {
-  const created = await api<{ gitUrl: string; environments: Environment[] }>(valve, alice.token, 'POST', '/api/apps', { team: 'dev', name: 'hello', template: 'node-http' });
+test('an app goes from git push to serving HTTP', async (t) => {
+  const created = await api<{ gitUrl: string; environments: Environment[] }>(
+    valve,
+    alice.token,
+    'POST',
+    '/api/apps',
+    { team: 'dev', name: 'hello', template: 'node-http' },
+  );
   assert.equal(created.status, 201, JSON.stringify(created.body));
-  assert.deepEqual(created.body.environments.map((e) => e.name), ['dev']);
+  assert.deepEqual(
+    created.body.environments.map((e) => e.name),
+    ['dev'],
+  );
 
   const dir = join(work, 'hello');
   git(work, ['clone', '-q', cloneUrl(valve, alice, app), dir]);
@@ -81,12 +104,25 @@ test('an app goes from git push to serving HTTP', async () => {
   git(work, ['clone', '-q', cloneUrl(valve, alice, `${app}.deploy`), deployDir]);
   const deployment = readFileSync(join(deployDir, 'envs/dev/deployment.yaml'), 'utf8');
   assert.ok(deployment.includes(env.image!), deployment);
-  assert.match(git(deployDir, ['log', '-1', '--format=%B']).output, new RegExp(`Source-Commit: ${sha}`));
+  assert.match(
+    git(deployDir, ['log', '-1', '--format=%B']).output,
+    new RegExp(`Source-Commit: ${sha}`),
+  );
 
   // A real registry client reads the image.
-  const skopeo = spawnSync('skopeo', ['inspect', '--tls-verify=false', '--creds', `alice:${alice.token}`, `docker://${new URL(valve.url).host}/dev/hello:${sha.slice(0, 12)}`], { encoding: 'utf8' });
+  const skopeo = spawnSync(
+    'skopeo',
+    [
+      'inspect',
+      '--tls-verify=false',
+      '--creds',
+      `alice:${alice.token}`,
+      `docker://${new URL(valve.url).host}/dev/hello:${sha.slice(0, 12)}`,
+    ],
+    { encoding: 'utf8' },
+  );
   if (skopeo.error) {
-    test.skip?.('skopeo is not installed');
+    t.skip('skopeo is not installed');
   } else {
     assert.equal(skopeo.status, 0, skopeo.stderr);
     assert.equal(JSON.parse(skopeo.stdout).Digest, env.image!.split('@')[1]);
@@ -115,7 +151,9 @@ test('a second push replaces the version with no failed request', async () => {
   commitAndPush(dir, 'version 3');
   const run = await waitForRun(valve, alice, app, 2);
   assert.equal(run.status, 'succeeded', await runLog(valve, alice, app, 2));
-  await waitFor('version 3 to answer', async () => (await (await fetch(before.url!)).text()).includes('version 3'));
+  await waitFor('version 3 to answer', async () =>
+    (await (await fetch(before.url!)).text()).includes('version 3'),
+  );
   polling = false;
   await poller;
   assert.deepEqual(failures, []);
@@ -123,21 +161,35 @@ test('a second push replaces the version with no failed request', async () => {
   const after = await environment();
   assert.equal(after.url, before.url, 'the environment keeps its address');
   assert.notEqual(after.image, before.image);
-  assert.notDeepEqual(after.instances.map((i) => i.pid), before.instances.map((i) => i.pid));
+  assert.notDeepEqual(
+    after.instances.map((i) => i.pid),
+    before.instances.map((i) => i.pid),
+  );
 });
 
-test("another team can neither see nor push to the app", async () => {
+test('another team can neither see nor push to the app', async () => {
   const bob = await signup(valve, 'bob', 'ops');
-  for (const path of [`/api/apps/${app}`, `/api/apps/${app}/runs`, `/api/apps/${app}/runs/1/logs`, `/api/apps/${app}/environments`]) {
+  for (const path of [
+    `/api/apps/${app}`,
+    `/api/apps/${app}/runs`,
+    `/api/apps/${app}/runs/1/logs`,
+    `/api/apps/${app}/environments`,
+  ]) {
     const response = await api(valve, bob.token, 'GET', path);
     assert.equal(response.status, 404, path);
   }
   const list = await api<unknown[]>(valve, bob.token, 'GET', '/api/apps');
   assert.deepEqual(list.body, []);
-  const created = await api(valve, bob.token, 'POST', '/api/apps', { team: 'dev', name: 'intruder', template: 'node-http' });
+  const created = await api(valve, bob.token, 'POST', '/api/apps', {
+    team: 'dev',
+    name: 'intruder',
+    template: 'node-http',
+  });
   assert.equal(created.status, 404);
 
-  const clone = git(work, ['clone', '-q', cloneUrl(valve, bob, app), join(work, 'bob-clone')], { allowFailure: true });
+  const clone = git(work, ['clone', '-q', cloneUrl(valve, bob, app), join(work, 'bob-clone')], {
+    allowFailure: true,
+  });
   assert.notEqual(clone.code, 0);
   assert.match(clone.output, /404|not found/i);
 
@@ -163,14 +215,21 @@ test('a broken workflow fails with file, line and field, and the app keeps runni
   const dir = join(work, 'hello');
   const file = join(dir, '.valve/workflows/ci.yml');
   const original = readFileSync(file, 'utf8');
-  writeFileSync(file, original.replace('        run: npm test', '        run: npm test\n        timeout: 5'));
+  writeFileSync(
+    file,
+    original.replace('        run: npm test', '        run: npm test\n        timeout: 5'),
+  );
   setVersion(dir, '4');
   commitAndPush(dir, 'broken workflow');
   const run = await waitForRun(valve, alice, app, 3);
   assert.equal(run.status, 'failed');
   const log = await runLog(valve, alice, app, 3);
   const line = original.split('\n').findIndex((l) => l.includes('run: npm test')) + 2;
-  assert.match(log, new RegExp(`\\.valve/workflows/ci\\.yml:${line}:9: jobs\\.build\\.steps\\[1\\]\\.timeout`), log);
+  assert.match(
+    log,
+    new RegExp(`\\.valve/workflows/ci\\.yml:${line}:9: jobs\\.build\\.steps\\[1\\]\\.timeout`),
+    log,
+  );
   const after = await environment();
   assert.equal(after.image, before.image);
   assert.equal(await (await fetch(after.url!)).text(), 'Hello from hello (version 3)\n');

@@ -22,13 +22,32 @@ export interface Valve {
   destroy(): Promise<void>;
 }
 
-export async function startValve(options: { dataDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Valve> {
+export async function startValve(
+  options: { dataDir?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<Valve> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'valve-test-'));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), 'server', '--data-dir', dataDir, '--port', '0'], {
-    cwd: repoRoot,
-    env: { ...process.env, VALVE_APP_PORT_BASE: String(20000 + Math.floor(Math.random() * 20000)), ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(repoRoot, 'src/cli/main.ts'),
+      'server',
+      '--data-dir',
+      dataDir,
+      '--port',
+      '0',
+    ],
+    {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        VALVE_APP_PORT_BASE: String(20000 + Math.floor(Math.random() * 20000)),
+        ...options.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   const url = await new Promise<string>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
@@ -38,7 +57,9 @@ export async function startValve(options: { dataDir?: string; env?: NodeJS.Proce
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.on('exit', (code) => reject(new Error(`valve server exited (${code}) before listening:\n${output}`)));
+    child.on('exit', (code) =>
+      reject(new Error(`valve server exited (${code}) before listening:\n${output}`)),
+    );
   });
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   const signal = async (name: NodeJS.Signals) => {
@@ -76,7 +97,13 @@ export interface Session {
   team: string;
 }
 
-export async function api<T = unknown>(valve: { url: string }, token: string | null, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+export async function api<T = unknown>(
+  valve: { url: string },
+  token: string | null,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: T }> {
   const response = await fetch(new URL(path, valve.url), {
     method,
     headers: {
@@ -90,13 +117,19 @@ export async function api<T = unknown>(valve: { url: string }, token: string | n
 }
 
 /** Signs up a user (creating the team) and returns an API token for git, the registry and the API. */
-export async function signup(valve: { url: string }, username: string, team: string, password = 'correct horse battery'): Promise<Session> {
+export async function signup(
+  valve: { url: string },
+  username: string,
+  team: string,
+  password = 'correct horse battery',
+): Promise<Session> {
   const created = await fetch(new URL('/api/signup', valve.url), {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ username, password, team }),
   });
-  if (created.status !== 201) throw new Error(`signup failed: ${created.status} ${await created.text()}`);
+  if (created.status !== 201)
+    throw new Error(`signup failed: ${created.status} ${await created.text()}`);
   const cookie = created.headers.get('set-cookie')!.split(';')[0]!;
   const token = await fetch(new URL('/api/tokens', valve.url), {
     method: 'POST',
@@ -107,14 +140,26 @@ export async function signup(valve: { url: string }, username: string, team: str
 }
 
 /** Runs real git; throws with its output unless `allowFailure`. */
-export function git(cwd: string, args: string[], options: { allowFailure?: boolean } = {}): { code: number; output: string } {
+export function git(
+  cwd: string,
+  args: string[],
+  options: { allowFailure?: boolean } = {},
+): { code: number; output: string } {
   const result = spawnSync('git', args, {
     cwd,
     encoding: 'utf8',
-    env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_AUTHOR_NAME: 'Test', GIT_AUTHOR_EMAIL: 'test@example.com', GIT_COMMITTER_NAME: 'Test', GIT_COMMITTER_EMAIL: 'test@example.com' },
+    env: {
+      ...process.env,
+      GIT_TERMINAL_PROMPT: '0',
+      GIT_AUTHOR_NAME: 'Test',
+      GIT_AUTHOR_EMAIL: 'test@example.com',
+      GIT_COMMITTER_NAME: 'Test',
+      GIT_COMMITTER_EMAIL: 'test@example.com',
+    },
   });
   const output = `${result.stdout}${result.stderr}`;
-  if (result.status !== 0 && !options.allowFailure) throw new Error(`git ${args.join(' ')} failed (${result.status}):\n${output}`);
+  if (result.status !== 0 && !options.allowFailure)
+    throw new Error(`git ${args.join(' ')} failed (${result.status}):\n${output}`);
   return { code: result.status ?? -1, output };
 }
 
@@ -125,7 +170,11 @@ export function cloneUrl(valve: { url: string }, session: Session, repo: string)
   return url.toString();
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, timeoutMs = 120_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | null | false>,
+  timeoutMs = 120_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -147,14 +196,39 @@ export interface RunView {
   jobs: { steps: { name: string; status: string }[] }[];
 }
 
-export async function waitForRun(valve: Valve, session: Session, app: string, number: number, until: string[] = ['succeeded', 'failed', 'cancelled']): Promise<RunView> {
-  return waitFor(`run #${number} of ${app} to be ${until.join('/')}`, async () => {
-    const run = await api<RunView>(valve, session.token, 'GET', `/api/apps/${app}/runs/${number}`);
-    return run.status === 200 && until.includes(run.body.status) ? run.body : undefined;
-  }, 180_000);
+export async function waitForRun(
+  valve: Valve,
+  session: Session,
+  app: string,
+  number: number,
+  until: string[] = ['succeeded', 'failed', 'cancelled'],
+): Promise<RunView> {
+  return waitFor(
+    `run #${number} of ${app} to be ${until.join('/')}`,
+    async () => {
+      const run = await api<RunView>(
+        valve,
+        session.token,
+        'GET',
+        `/api/apps/${app}/runs/${number}`,
+      );
+      return run.status === 200 && until.includes(run.body.status) ? run.body : undefined;
+    },
+    180_000,
+  );
 }
 
-export async function runLog(valve: Valve, session: Session, app: string, number: number): Promise<string> {
-  const lines = await api<{ text: string }[]>(valve, session.token, 'GET', `/api/apps/${app}/runs/${number}/logs`);
+export async function runLog(
+  valve: Valve,
+  session: Session,
+  app: string,
+  number: number,
+): Promise<string> {
+  const lines = await api<{ text: string }[]>(
+    valve,
+    session.token,
+    'GET',
+    `/api/apps/${app}/runs/${number}/logs`,
+  );
   return lines.body.map((l) => l.text).join('\n');
 }

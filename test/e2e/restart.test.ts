@@ -8,7 +8,18 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { api, cloneUrl, git, killProcessesUnder, runLog, signup, startValve, waitFor, waitForRun, type Valve } from './harness.js';
+import {
+  api,
+  cloneUrl,
+  git,
+  killProcessesUnder,
+  runLog,
+  signup,
+  startValve,
+  waitFor,
+  waitForRun,
+  type Valve,
+} from './harness.js';
 
 interface Environment {
   name: string;
@@ -33,21 +44,39 @@ test('a server killed during a run restarts with the run failed, the app deploye
   valve = await startValve({ dataDir });
   const alice = await signup(valve, 'alice', 'dev');
   const app = 'dev/hello';
-  assert.equal((await api(valve, alice.token, 'POST', '/api/apps', { team: 'dev', name: 'hello', template: 'node-http' })).status, 201);
+  assert.equal(
+    (
+      await api(valve, alice.token, 'POST', '/api/apps', {
+        team: 'dev',
+        name: 'hello',
+        template: 'node-http',
+      })
+    ).status,
+    201,
+  );
   const dir = join(work, 'hello');
   git(work, ['clone', '-q', cloneUrl(valve, alice, app), dir]);
   git(dir, ['commit', '-q', '--allow-empty', '-m', 'first deploy']);
   git(dir, ['push', '-q', 'origin', 'main']);
   assert.equal((await waitForRun(valve, alice, app, 1)).status, 'succeeded');
-  const env = (await api<Environment[]>(valve, alice.token, 'GET', `/api/apps/${app}/environments`)).body[0]!;
+  const env = (await api<Environment[]>(valve, alice.token, 'GET', `/api/apps/${app}/environments`))
+    .body[0]!;
   assert.equal(env.health, 'healthy');
 
   // A run that will be in the middle of a long step when the server dies.
   const workflow = join(dir, '.valve/workflows/ci.yml');
-  writeFileSync(workflow, readFileSync(workflow, 'utf8').replace('        run: npm test', '        run: |\n          echo before the kill\n          sleep 120'));
+  writeFileSync(
+    workflow,
+    readFileSync(workflow, 'utf8').replace(
+      '        run: npm test',
+      '        run: |\n          echo before the kill\n          sleep 120',
+    ),
+  );
   git(dir, ['commit', '-qam', 'slow tests']);
   git(dir, ['push', '-q', 'origin', 'main']);
-  await waitFor('the slow step to start', async () => (await runLog(valve!, alice, app, 2)).includes('before the kill'));
+  await waitFor('the slow step to start', async () =>
+    (await runLog(valve!, alice, app, 2)).includes('before the kill'),
+  );
   await valve.kill();
 
   valve = await startValve({ dataDir });
@@ -56,16 +85,27 @@ test('a server killed during a run restarts with the run failed, the app deploye
   const log = await runLog(valve, alice, app, 2);
   assert.match(log, /before the kill/, 'the log up to the kill is kept');
   assert.match(log, /server stopped during this run/);
+  assert.match(
+    log,
+    /leftover process\(es\) killed/,
+    'the step still running when the server died is killed',
+  );
 
   // Everything stored before the kill is still there: user, token, app, first run, deployment.
   const first = await api<{ status: string }>(valve, alice.token, 'GET', `/api/apps/${app}/runs/1`);
   assert.equal(first.body.status, 'succeeded');
   const envAfter = await waitFor('the environment to be healthy', async () => {
-    const found = (await api<Environment[]>(valve!, alice.token, 'GET', `/api/apps/${app}/environments`)).body[0]!;
+    const found = (
+      await api<Environment[]>(valve!, alice.token, 'GET', `/api/apps/${app}/environments`)
+    ).body[0]!;
     return found.health === 'healthy' ? found : undefined;
   });
   assert.equal(envAfter.image, env.image);
   assert.equal(envAfter.url, env.url, 'the environment keeps its address across restarts');
-  assert.deepEqual(envAfter.instances.map((i) => i.pid), env.instances.map((i) => i.pid), 'the instance was re-adopted, not restarted');
+  assert.deepEqual(
+    envAfter.instances.map((i) => i.pid),
+    env.instances.map((i) => i.pid),
+    'the instance was re-adopted, not restarted',
+  );
   assert.equal((await fetch(envAfter.url)).status, 200);
 });

@@ -19,11 +19,15 @@ async function passwordFrom(options: LoginOptions): Promise<string> {
 }
 
 async function loginAndSave(client: ApiClient, username: string, password: string) {
-  const result = await client.request<{ user: { username: string }; token: string }>('POST', '/api/login', {
-    username,
-    password,
-    tokenName: `valve cli on ${hostname()}`,
-  });
+  const result = await client.request<{ user: { username: string }; token: string }>(
+    'POST',
+    '/api/login',
+    {
+      username,
+      password,
+      tokenName: `valve cli on ${hostname()}`,
+    },
+  );
   saveCliConfig({ server: client.server, username: result.user.username, token: result.token });
   return result;
 }
@@ -40,14 +44,18 @@ export function registerAuth(program: Command) {
     .action(async (options: LoginOptions) => {
       const client = new ApiClient(options.server);
       const password = await passwordFrom(options);
-      const result = await client.request<{ membership: { team: string; role: string; status: string } }>('POST', '/api/signup', {
+      const result = await client.request<{
+        membership: { team: string; role: string; status: string };
+      }>('POST', '/api/signup', {
         username: options.username,
         password,
         team: options.team,
       });
       await loginAndSave(client, options.username, password);
       const m = result.membership;
-      console.log(`signed up ${options.username}: ${m.role} of team ${m.team}${m.status === 'pending' ? ' (pending until a team admin approves)' : ''}`);
+      console.log(
+        `signed up ${options.username}: ${m.role} of team ${m.team}${m.status === 'pending' ? ' (pending until a team admin approves)' : ''}`,
+      );
     });
 
   program
@@ -58,7 +66,11 @@ export function registerAuth(program: Command) {
     .option('--password <password>', 'password (or env VALVE_PASSWORD, or prompted)')
     .option('--password-stdin', 'read the password from standard input')
     .action(async (options: LoginOptions) => {
-      const result = await loginAndSave(new ApiClient(options.server), options.username, await passwordFrom(options));
+      const result = await loginAndSave(
+        new ApiClient(options.server),
+        options.username,
+        await passwordFrom(options),
+      );
       console.log(`logged in to ${options.server} as ${result.user.username}`);
     });
 
@@ -67,7 +79,11 @@ export function registerAuth(program: Command) {
     .description('create an API token (for git and the registry)')
     .argument('<name>', 'what the token is for')
     .action(async (name: string) => {
-      const result = await ApiClient.fromConfig().request<{ token: string }>('POST', '/api/tokens', { name });
+      const result = await ApiClient.fromConfig().request<{ token: string }>(
+        'POST',
+        '/api/tokens',
+        { name },
+      );
       if (!result.token) throw new CliError('no token returned');
       console.log(result.token);
     });
@@ -76,8 +92,12 @@ export function registerAuth(program: Command) {
     .command('whoami')
     .description('show the logged-in user and teams')
     .action(async () => {
-      const me = await ApiClient.fromConfig().request<{ username: string; teams: { team: string; role: string; status: string }[] }>('GET', '/api/me');
+      const me = await ApiClient.fromConfig().request<{
+        username: string;
+        teams: { team: string; role: string; status: string }[];
+      }>('GET', '/api/me');
       console.log(me.username);
-      for (const t of me.teams) console.log(`  ${t.team}: ${t.role}${t.status === 'pending' ? ' (pending)' : ''}`);
+      for (const t of me.teams)
+        console.log(`  ${t.team}: ${t.role}${t.status === 'pending' ? ' (pending)' : ''}`);
     });
 }

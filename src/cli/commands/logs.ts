@@ -15,12 +15,16 @@ export function registerLogs(program: Command) {
       const client = ApiClient.fromConfig();
       let runNumber = number === undefined ? undefined : Number(number);
       if (runNumber === undefined) {
-        const [latest] = await client.request<RunView[]>('GET', `/api/apps/${team}/${app}/runs?limit=1`);
+        const [latest] = await client.request<RunView[]>(
+          'GET',
+          `/api/apps/${team}/${app}/runs?limit=1`,
+        );
         if (!latest) throw new CliError(`${team}/${app} has no runs yet`);
         runNumber = latest.number;
       }
       const path = `/api/apps/${team}/${app}/runs/${runNumber}/logs`;
-      const print = (line: RunLogLine) => console.log(`${String(line.n).padStart(5)}  ${line.ts.slice(11, 23)}  ${line.text}`);
+      const print = (line: RunLogLine) =>
+        console.log(`${String(line.n).padStart(5)}  ${line.ts.slice(11, 23)}  ${line.text}`);
       if (!options.follow) {
         for (const line of await client.request<RunLogLine[]>('GET', path)) print(line);
         return;

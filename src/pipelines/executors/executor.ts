@@ -21,4 +21,6 @@ export interface ScriptResult {
 export interface Executor {
   readonly name: string;
   runScript(request: ScriptRequest): Promise<ScriptResult>;
+  /** After a server crash: stops whatever is still running for a workspace; returns how many were stopped. */
+  cleanupAfterCrash(workspace: string): Promise<number>;
 }

@@ -20,12 +20,16 @@ export const buildImageStep = defineStep({
   description: 'Build an OCI image from the workspace and push it to the registry.',
   inputs: z.strictObject({
     context: z.string().default('.'),
-    tag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/, 'expected an OCI tag').optional(),
+    tag: z
+      .string()
+      .regex(/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/, 'expected an OCI tag')
+      .optional(),
     exclude: list,
   }),
   async run(context, inputs) {
     const dir = resolve(context.workspace, inputs.context);
-    if (!dir.startsWith(resolve(context.workspace))) throw new Error(`with.context: "${inputs.context}" is outside the workspace`);
+    if (!dir.startsWith(resolve(context.workspace)))
+      throw new Error(`with.context: "${inputs.context}" is outside the workspace`);
     const specFile = join(context.workspace, APP_SPEC_FILE);
     const container = existsSync(specFile)
       ? Object.values(parseAppSpec(readFileSync(specFile, 'utf8'), APP_SPEC_FILE).containers)[0]
@@ -50,7 +54,9 @@ export const buildImageStep = defineStep({
       onProgress: (message) => context.log(message),
     });
     const image = `${context.services.registryHost()}/${repo}@${result.digest}`;
-    context.log(`pushed ${context.services.registryHost()}/${repo}:${tag} (${result.digest}, ${result.size} bytes)`);
+    context.log(
+      `pushed ${context.services.registryHost()}/${repo}:${tag} (${result.digest}, ${result.size} bytes)`,
+    );
     return { image, digest: result.digest, tag };
   },
 });

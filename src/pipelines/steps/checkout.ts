@@ -11,7 +11,14 @@ export const checkout = defineStep({
     const gitDir = context.services.git.pathOf(`${context.run.team}/${context.run.app}.git`);
     // A local clone hard-links the objects: fast, and independent of later pushes.
     await runGit(gitDir, ['clone', '--quiet', '--no-checkout', gitDir, context.workspace]);
-    await runGit(`${context.workspace}/.git`, ['--work-tree', context.workspace, 'checkout', '--quiet', '--detach', context.run.commit]);
+    await runGit(`${context.workspace}/.git`, [
+      '--work-tree',
+      context.workspace,
+      'checkout',
+      '--quiet',
+      '--detach',
+      context.run.commit,
+    ]);
     context.log(`checked out ${context.run.commit.slice(0, 12)} (${context.run.ref})`);
     return { commit: context.run.commit };
   },

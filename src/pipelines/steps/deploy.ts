@@ -13,14 +13,24 @@ export const deployStep = defineStep({
   description: 'Commit the image to the deploy repo for an environment and wait until it is live.',
   inputs: z.strictObject({
     environment: z.string().default('dev'),
-    image: z.string().regex(/^[^@\s]+@sha256:[a-f0-9]{64}$/, 'expected an image reference pinned by digest, e.g. ${{ steps.image.outputs.image }}'),
+    image: z
+      .string()
+      .regex(
+        /^[^@\s]+@sha256:[a-f0-9]{64}$/,
+        'expected an image reference pinned by digest, e.g. ${{ steps.image.outputs.image }}',
+      ),
     wait: z.enum(['true', 'false']).default('true'),
     'timeout-seconds': z.coerce.number().int().positive().default(300),
   }),
   async run(context, inputs) {
-    const spec = parseAppSpec(readFileSync(join(context.workspace, APP_SPEC_FILE), 'utf8'), APP_SPEC_FILE);
+    const spec = parseAppSpec(
+      readFileSync(join(context.workspace, APP_SPEC_FILE), 'utf8'),
+      APP_SPEC_FILE,
+    );
     if (!spec.environments[inputs.environment]) {
-      throw new Error(`with.environment: "${inputs.environment}" is not an environment in ${APP_SPEC_FILE} (${Object.keys(spec.environments).join(', ')})`);
+      throw new Error(
+        `with.environment: "${inputs.environment}" is not an environment in ${APP_SPEC_FILE} (${Object.keys(spec.environments).join(', ')})`,
+      );
     }
     const { deploy } = context.services;
     const commit = await deploy.deployImage({
@@ -34,11 +44,19 @@ export const deployStep = defineStep({
     });
     context.log(`deploy repo: committed ${commit.slice(0, 12)} for ${inputs.environment}`);
     if (inputs.wait === 'false') return { commit, url: '' };
-    context.log(`waiting for ${inputs.environment} to run it (up to ${inputs['timeout-seconds']} s)`);
-    const view = await deploy.waitForSync(context.run.team, context.run.app, inputs.environment, commit, {
-      timeoutMs: inputs['timeout-seconds'] * 1000,
-      signal: context.signal,
-    });
+    context.log(
+      `waiting for ${inputs.environment} to run it (up to ${inputs['timeout-seconds']} s)`,
+    );
+    const view = await deploy.waitForSync(
+      context.run.team,
+      context.run.app,
+      inputs.environment,
+      commit,
+      {
+        timeoutMs: inputs['timeout-seconds'] * 1000,
+        signal: context.signal,
+      },
+    );
     context.log(`${inputs.environment} is ${view.health} at ${view.url ?? '(no url)'}`);
     return { commit, url: view.url ?? '' };
   },

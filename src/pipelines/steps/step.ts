@@ -14,7 +14,15 @@ export interface StepServices {
 
 export interface StepContext {
   workspace: string;
-  run: { id: string; number: number; team: string; app: string; commit: string; ref: string; actor: string };
+  run: {
+    id: string;
+    number: number;
+    team: string;
+    app: string;
+    commit: string;
+    ref: string;
+    actor: string;
+  };
   signal: AbortSignal;
   services: StepServices;
   log(text: string): void;

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Executor, ScriptRequest, ScriptResult } from '../executor.js';
+import { killProcessesIn } from './orphans.js';
 
 const shells = {
   // The same flags GitHub Actions uses for `shell: bash`.
@@ -16,6 +17,10 @@ const shells = {
  */
 export class LocalExecutor implements Executor {
   readonly name = 'local';
+
+  async cleanupAfterCrash(workspace: string): Promise<number> {
+    return killProcessesIn(workspace);
+  }
 
   runScript(request: ScriptRequest): Promise<ScriptResult> {
     const scratch = mkdtempSync(join(tmpdir(), 'valve-step-'));

@@ -1,0 +1,1 @@
+export { LocalTarget, type LocalTargetOptions } from './local-target.js';

@@ -1,0 +1,319 @@
+import { mkdirSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { InstanceState, InstanceStatus, TargetLogger } from '../target.js';
+import type { LaunchPlan } from './launch.js';
+import {
+  adoptGroup,
+  signalGroup,
+  spawnGroup,
+  terminateGroup,
+  type ExitInfo,
+  type GroupProcess,
+} from './process-group.js';
+import { probeOnce, type ProbeSettings } from './readiness.js';
+import type { InstanceRecord } from './state-file.js';
+
+/**
+ * One supervised instance: a process (spawned here, or adopted from an earlier server), its
+ * readiness, and its restarts. The instance keeps its id and port across restarts; only the
+ * process changes.
+ */
+
+export interface InstanceOptions {
+  /** How to start a process; an Error when that is not known (its image could not be prepared). */
+  launch: LaunchPlan | Error;
+  probe: ProbeSettings;
+  logFile: string;
+  logger: TargetLogger;
+  /** How long a new process may take to pass readiness before it counts as failed. */
+  startTimeoutMs: number;
+  /** Between SIGTERM and SIGKILL. */
+  stopGraceMs: number;
+  /** Called on every change worth persisting or routing: process, state, restarts. */
+  onChange: (instance: Instance) => void;
+}
+
+export const restartBackoff = { firstMs: 1000, maxMs: 30_000, resetAfterReadyMs: 60_000 };
+/** How often a process started by an earlier server is checked for life (not our child). */
+const adoptedPollMs = 1000;
+/** How often a starting process is probed until it first passes. */
+const startupProbeMs = 200;
+
+type StartOutcome = { kind: 'ready' } | { kind: 'failed'; reason: string } | { kind: 'superseded' };
+
+export class Instance {
+  state: InstanceState = 'stopped';
+  /**
+   * Whether an unexpected exit is restarted. Off while a new version proves itself: a crash
+   * then fails the rollout instead of looping.
+   */
+  supervised = false;
+  /** Why the instance is not ready, or how its last process ended. */
+  problem: string | null = null;
+
+  private proc: GroupProcess | null = null;
+  /** Bumped for every process and on detach, so callbacks of an older one do nothing. */
+  private generation = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private crashes = 0;
+  private readySince: number | null = null;
+  private probeFailures = 0;
+  /** Why the current process is being killed by us, reported instead of "killed by SIGKILL". */
+  private killReason: string | null = null;
+  /** The server is shutting down: start nothing new. */
+  private detached = false;
+
+  constructor(
+    readonly record: InstanceRecord,
+    private readonly options: InstanceOptions,
+  ) {}
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
+  /** Launches the process and resolves once it is ready; on failure it is stopped and this throws. */
+  async start(): Promise<void> {
+    this.launch();
+    const outcome = await this.untilReady(this.generation);
+    if (outcome.kind === 'ready') {
+      this.becomeReady();
+      return;
+    }
+    const reason = outcome.kind === 'failed' ? outcome.reason : 'the target was closed';
+    this.problem = reason;
+    await this.stop();
+    throw new Error(reason);
+  }
+
+  /**
+   * Takes over the process an earlier server started, if it still runs and is ours, and
+   * resolves once it answers readiness (else it is killed and restarted). False when there is
+   * no such process: the caller restarts it.
+   */
+  async adopt(): Promise<boolean> {
+    const proc = this.record.pid
+      ? adoptGroup(this.record.pid, this.record.pidStartTime, adoptedPollMs)
+      : null;
+    if (!proc) return false;
+    this.supervised = true;
+    this.attach(proc);
+    this.options.logger.info({ instance: this.id, pid: proc.pid }, 'adopted running instance');
+    const generation = this.generation;
+    const outcome = await this.untilReady(generation);
+    if (outcome.kind === 'ready') this.becomeReady();
+    else if (outcome.kind === 'failed') this.killForRestart(generation, outcome.reason);
+    return true;
+  }
+
+  /** Starts a replacement process now (e.g. its process died while the server was down). */
+  restartNow(reason: string): void {
+    this.supervised = true;
+    this.problem = reason;
+    void this.relaunch();
+  }
+
+  /** SIGTERM to the process group, SIGKILL after the grace period. */
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    const proc = this.proc;
+    this.generation++;
+    this.setState('stopping');
+    if (proc && !(await terminateGroup(proc, this.options.stopGraceMs))) {
+      this.options.logger.warn(
+        { instance: this.id, pid: proc.pid },
+        'instance ignored SIGTERM; killed',
+      );
+    }
+    this.proc = null;
+    this.record.pid = 0;
+    this.record.pidStartTime = null;
+    this.setState('stopped');
+  }
+
+  /** Server shutdown: stop watching, leave the process running for the next server to adopt. */
+  detach(): void {
+    this.detached = true;
+    clearTimeout(this.timer);
+    this.generation++;
+    this.proc?.detach();
+    this.proc = null;
+  }
+
+  /** Replaced: no longer routed to, waiting for its in-flight requests before being stopped. */
+  markDraining(): void {
+    clearTimeout(this.timer);
+    this.supervised = false;
+    this.setState('draining');
+  }
+
+  status(): InstanceStatus {
+    return {
+      id: this.id,
+      pid: this.record.pid,
+      port: this.record.port,
+      image: this.record.image.digest,
+      imageReference: this.record.image.reference,
+      healthy: this.state === 'ready',
+      state: this.state,
+      startedAt: this.record.startedAt,
+      restarts: this.record.restarts,
+    };
+  }
+
+  private launch(): void {
+    const { launch, logFile } = this.options;
+    if (this.detached) throw new Error('the target was closed');
+    if (launch instanceof Error) throw launch;
+    mkdirSync(launch.cwd, { recursive: true });
+    const proc = spawnGroup({
+      file: launch.file,
+      args: launch.args,
+      cwd: launch.cwd,
+      env: { ...launch.env, PORT: String(this.record.port) },
+      logFile,
+    });
+    this.record.startedAt = new Date().toISOString();
+    this.attach(proc);
+    this.options.logger.info(
+      { instance: this.id, pid: proc.pid, port: this.record.port },
+      'started instance',
+    );
+  }
+
+  private attach(proc: GroupProcess): void {
+    const generation = ++this.generation;
+    this.proc = proc;
+    this.record.pid = proc.pid;
+    this.record.pidStartTime = proc.startTime;
+    this.readySince = null;
+    this.probeFailures = 0;
+    this.killReason = null;
+    void proc.exited.then((info) => this.onExit(generation, info));
+    this.setState('starting');
+  }
+
+  /** Probes until the first pass; fails when the process exits or the start timeout passes. */
+  private async untilReady(generation: number): Promise<StartOutcome> {
+    const { probe, startTimeoutMs } = this.options;
+    const proc = this.proc;
+    if (!proc) return { kind: 'failed', reason: this.problem ?? 'the process did not start' };
+    const deadline = Date.now() + startTimeoutMs;
+    let exit: ExitInfo | null = null;
+    void proc.exited.then((info) => (exit = info));
+    for (;;) {
+      if (generation !== this.generation) return { kind: 'superseded' };
+      if (exit) return { kind: 'failed', reason: `${describeExit(exit)} before it was ready` };
+      const result = await probeOnce(this.record.port, probe.path, probe.timeoutMs);
+      if (generation !== this.generation) return { kind: 'superseded' };
+      if (result.ok) return { kind: 'ready' };
+      if (Date.now() >= deadline) {
+        return {
+          kind: 'failed',
+          reason: `not ready within ${startTimeoutMs / 1000} s (last: ${result.reason})`,
+        };
+      }
+      await Promise.race([delay(startupProbeMs), proc.exited]);
+    }
+  }
+
+  private becomeReady(): void {
+    this.readySince = Date.now();
+    this.problem = null;
+    this.setState('ready');
+    this.scheduleProbe(this.generation);
+  }
+
+  /** Readiness while serving: `failureThreshold` misses in a row take it out of rotation. */
+  private scheduleProbe(generation: number): void {
+    const { probe } = this.options;
+    this.timer = setTimeout(async () => {
+      if (generation !== this.generation) return;
+      const result = await probeOnce(this.record.port, probe.path, probe.timeoutMs);
+      if (generation !== this.generation || (this.state !== 'ready' && this.state !== 'unready'))
+        return;
+      if (result.ok) {
+        this.probeFailures = 0;
+        if (this.state === 'unready') {
+          this.problem = null;
+          this.setState('ready');
+        }
+      } else if (++this.probeFailures >= probe.failureThreshold && this.state === 'ready') {
+        this.problem = `readiness failing: ${result.reason}`;
+        this.setState('unready');
+      }
+      this.scheduleProbe(generation);
+    }, probe.periodMs);
+    this.timer.unref();
+  }
+
+  private onExit(generation: number, info: ExitInfo): void {
+    if (generation !== this.generation || this.detached) return;
+    const pid = this.record.pid;
+    this.proc = null;
+    this.record.pid = 0;
+    this.record.pidStartTime = null;
+    clearTimeout(this.timer);
+    // The leader is gone; a child it left in the group must not hold the port.
+    signalGroup(pid, 'SIGKILL');
+    const reason = this.killReason ?? describeExit(info);
+    this.options.logger.warn({ instance: this.id, pid, reason }, 'instance exited');
+    if (!this.supervised) {
+      this.problem = reason;
+      this.setState('stopped');
+      return;
+    }
+    const ranFor = this.readySince === null ? 0 : Date.now() - this.readySince;
+    if (ranFor >= restartBackoff.resetAfterReadyMs) this.crashes = 0;
+    const wait = Math.min(restartBackoff.firstMs * 2 ** this.crashes, restartBackoff.maxMs);
+    this.crashes++;
+    this.problem = `${reason}; restarting in ${wait / 1000} s`;
+    this.setState('restarting');
+    this.timer = setTimeout(() => void this.relaunch(), wait);
+    this.timer.unref();
+  }
+
+  private async relaunch(): Promise<void> {
+    if (this.detached) return;
+    this.record.restarts++;
+    try {
+      this.launch();
+    } catch (error) {
+      // Not even spawned (e.g. the log directory is gone): count it as a crash.
+      this.attachFailure((error as Error).message);
+      return;
+    }
+    const generation = this.generation;
+    const outcome = await this.untilReady(generation);
+    if (outcome.kind === 'ready') this.becomeReady();
+    else if (outcome.kind === 'failed') this.killForRestart(generation, outcome.reason);
+  }
+
+  private attachFailure(reason: string): void {
+    const generation = ++this.generation;
+    this.onExit(generation, { code: null, signal: null, error: reason });
+  }
+
+  /** A process that never got ready: kill it; its exit schedules the restart. */
+  private killForRestart(generation: number, reason: string): void {
+    if (generation !== this.generation || !this.proc) return;
+    this.killReason = reason;
+    signalGroup(this.proc.pid, 'SIGKILL');
+  }
+
+  private setState(state: InstanceState): void {
+    this.state = state;
+    this.options.onChange(this);
+  }
+}
+
+export function describeExit(info: ExitInfo): string {
+  if (info.error) return `could not start: ${info.error}`;
+  if (info.signal) return `killed by ${info.signal}`;
+  if (info.code !== null) return `exited with code ${info.code}`;
+  return 'process disappeared';
+}
