@@ -33,8 +33,8 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-// From src/server.ts (tsx) and from dist/server.js alike, the built console is <root>/dist/console.
-const consoleDist = fileURLToPath(new URL('../dist/console/', import.meta.url));
+// From src/server.ts (tsx) and from dist/server.js alike, the built console is <root>/dist/web.
+const consoleDist = fileURLToPath(new URL('../dist/web/', import.meta.url));
 
 export async function startServer(config: ValveConfig): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true });

@@ -1,5 +1,5 @@
 import type { Descriptor } from '../registry/index.js';
-import { mediaTypes } from '../registry/index.js';
+import { hostPlatform, mediaTypes } from '../registry/index.js';
 
 /** What the app asks of its image at run time (the Dockerfile's ENTRYPOINT, CMD, ENV, ...). */
 export interface ImageRuntimeConfig {
@@ -45,25 +45,6 @@ export interface ImageBase {
 /** An empty base, like `FROM scratch`, for the host's platform. */
 export function scratchBase(): ImageBase {
   return { ...hostPlatform(), layers: [], diffIds: [], config: {}, history: [] };
-}
-
-/** The host's platform in the Go names OCI uses (GOOS / GOARCH). */
-export function hostPlatform(): { architecture: string; os: string } {
-  const architectures: Record<string, string> = {
-    x64: 'amd64',
-    arm64: 'arm64',
-    arm: 'arm',
-    ia32: '386',
-    ppc64: 'ppc64le',
-    s390x: 's390x',
-    riscv64: 'riscv64',
-    loong64: 'loong64',
-  };
-  const systems: Record<string, string> = { win32: 'windows', sunos: 'solaris' };
-  return {
-    architecture: architectures[process.arch] ?? process.arch,
-    os: systems[process.platform] ?? process.platform,
-  };
 }
 
 /**

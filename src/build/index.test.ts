@@ -9,7 +9,7 @@ import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { ValveError } from '../errors.js';
 import { Registry, mediaTypes } from '../registry/index.js';
-import { hostPlatform } from './image-config.js';
+import { hostPlatform } from '../registry/index.js';
 import { buildImage, type BuildImageOptions } from './index.js';
 
 const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;

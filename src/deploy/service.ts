@@ -201,8 +201,23 @@ export class DeployService {
       }
       if (Date.now() > deadline)
         throw new Error(`environment ${environment} did not sync ${commit.slice(0, 7)} in time`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await this.nextUpdate(appKey(team, app), environment, 1000);
     }
+  }
+
+  /** Resolves at the environment's next `deploy.updated` event, or after `timeoutMs`. */
+  private nextUpdate(key: string, environment: string, timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        off();
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      const off = this.options.events.on('deploy.updated', (event) => {
+        if (event.appId === key && event.environment === environment) done();
+      });
+    });
   }
 
   async reconcileApp(team: string, app: string): Promise<void> {

@@ -6,7 +6,11 @@ import { isRegistryError } from '../registry/index.js';
 /** The one place that turns errors into HTTP responses for the JSON API. */
 export function replyWithError(error: unknown, request: FastifyRequest, reply: FastifyReply) {
   if (error instanceof ValveError) {
-    if (error.status === 401) reply.header('WWW-Authenticate', 'Basic realm="Valve"');
+    // Git needs the Basic challenge to send credentials; a browser given one on /api/ would
+    // pop up its own password dialog over the console.
+    if (error.status === 401 && !request.url.startsWith('/api/')) {
+      reply.header('WWW-Authenticate', 'Basic realm="Valve"');
+    }
     return reply
       .status(error.status)
       .send({ error: { code: error.code, message: error.message, ...error.details } });

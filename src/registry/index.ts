@@ -26,3 +26,4 @@ export {
 } from './errors.js';
 export { mediaTypes, manifestMediaTypes, type Descriptor } from './manifests.js';
 export { validateRepositoryName, validateTag, isSha256Digest } from './names.js';
+export { hostPlatform, type Platform } from './platform.js';

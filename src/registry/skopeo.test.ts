@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { buildImage } from '../build/index.js';
-import { hostPlatform } from '../build/image-config.js';
+import { hostPlatform } from './platform.js';
 import { Registry, registryRoutes } from './index.js';
 
 /** skopeo on PATH, or undefined: the tests then skip. */

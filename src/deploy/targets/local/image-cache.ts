@@ -3,6 +3,7 @@ import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promise
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ValveError } from '../../../errors.js';
+import { hostPlatform, type Platform } from '../../../registry/index.js';
 import type { ImageSource, WorkloadImage } from '../target.js';
 import { extractLayer, type LayerCompression } from './layer-extract.js';
 
@@ -214,27 +215,6 @@ function parseImageConfig(image: WorkloadImage, body: Buffer): ImageConfig {
     env: config?.Env ?? [],
     workingDir: config?.WorkingDir || '/',
   };
-}
-
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
-
-const nodeArchToOci: Record<string, string> = {
-  x64: 'amd64',
-  arm64: 'arm64',
-  arm: 'arm',
-  ia32: '386',
-  ppc64: 'ppc64le',
-  s390x: 's390x',
-  riscv64: 'riscv64',
-};
-
-export function hostPlatform(): Platform {
-  // Images are Linux images; on another OS the host process still runs the app's files.
-  return { os: 'linux', architecture: nodeArchToOci[process.arch] ?? process.arch };
 }
 
 /** The index entry for `platform`; a single-entry index is taken whatever it says. */

@@ -37,7 +37,8 @@ export const restartBackoff = { firstMs: 1000, maxMs: 30_000, resetAfterReadyMs:
 /** How often a process started by an earlier server is checked for life (not our child). */
 const adoptedPollMs = 1000;
 /** How often a starting process is probed until it first passes. */
-const startupProbeMs = 200;
+// Short: a probe on loopback is cheap, and every interval is added to push-to-live.
+const startupProbeMs = 50;
 
 type StartOutcome = { kind: 'ready' } | { kind: 'failed'; reason: string } | { kind: 'superseded' };
 

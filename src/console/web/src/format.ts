@@ -1,0 +1,52 @@
+/** How the console writes commits, digests, times and durations. */
+
+export const shortSha = (commit: string | null | undefined) => (commit ? commit.slice(0, 7) : '');
+
+/**
+ * "127.0.0.1:7080/dev/hello@sha256:4f2a..." or "sha256:4f2a..." -> "4f2a9c1e0b3d" (the version
+ * people compare); an image without a digest shows its tag.
+ */
+export function shortDigest(image: string | null | undefined): string {
+  if (!image) return '';
+  const digest = /sha256:([0-9a-f]{12})/.exec(image);
+  if (digest) return digest[1] as string;
+  const colon = image.lastIndexOf(':');
+  return colon > image.lastIndexOf('/') ? image.slice(colon + 1) : image;
+}
+
+export const firstLine = (text: string | null | undefined) => (text ?? '').split('\n', 1)[0] ?? '';
+
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '';
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)}s`;
+  const whole = Math.round(seconds);
+  const minutes = Math.floor(whole / 60);
+  if (minutes < 60) return `${minutes}m ${String(whole % 60).padStart(2, '0')}s`;
+  return `${Math.floor(minutes / 60)}h ${String(minutes % 60).padStart(2, '0')}m`;
+}
+
+/** From start to finish, or to now while still going; empty before it started. */
+export function elapsed(startedAt: string | null, finishedAt: string | null, now: number): string {
+  if (!startedAt) return '';
+  const end = finishedAt ? Date.parse(finishedAt) : now;
+  return formatDuration(end - Date.parse(startedAt));
+}
+
+export function formatRelative(iso: string | null, now: number): string {
+  if (!iso) return '';
+  const seconds = Math.round((now - Date.parse(iso)) / 1000);
+  if (seconds < 5) return 'just now';
+  if (seconds < 60) return `${seconds}s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return new Date(iso).toLocaleDateString();
+}
+
+export const formatTimestamp = (iso: string | null) => (iso ? new Date(iso).toLocaleString() : '');
+
+// Pipeline output often carries terminal colours; the log view shows plain text.
+// eslint-disable-next-line no-control-regex
+const ansiSequence = /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007]*(?:\u0007|\u001b\\)/g;
+export const stripAnsi = (text: string) => text.replace(ansiSequence, '');
