@@ -8,7 +8,7 @@ test('docs/errors.md lists every error code with its status', () => {
   for (const [code, { status }] of Object.entries(errorTable)) {
     assert.match(
       doc,
-      new RegExp(`\\| \`${code}\` \\| ${status} \\|`),
+      new RegExp(`\\|\\s*\`${code}\`\\s*\\|\\s*${status}\\s*\\|`),
       `${code} is missing from docs/errors.md`,
     );
   }
