@@ -64,4 +64,4 @@ curl -s "$url"
 echo
 echo "Console:  $server/   (user $user, password $password)"
 echo "CLI:      VALVE_CONFIG=$VALVE_CONFIG node bin/valve.js apps"
-echo "Stop:     kill \$(cat $data/server.pid)"
+echo "Stop:     kill \$(cat $data/server.pid)   (the app keeps running; Valve re-adopts it when it starts again)"
