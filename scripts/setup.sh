@@ -18,6 +18,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Containers for the podman executor and its tests (runc, rlimits off: see scripts/setup-podman.sh).
+if [[ "${1:-}" == "--test" && -f scripts/setup-podman.sh ]]; then bash scripts/setup-podman.sh; fi
+
 stamp=node_modules/.valve-lock-stamp
 if [[ ! -f $stamp ]] || ! cmp -s package-lock.json "$stamp"; then
   echo "==> installing npm packages (better-sqlite3 compiles from source: about 90 s)"

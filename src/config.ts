@@ -13,6 +13,8 @@ export interface ValveConfig {
   appPortBase: number;
   /** How many pipeline runs may execute at once. */
   maxParallelRuns: number;
+  /** How many jobs (of all runs together) may execute at once. */
+  maxParallelJobs: number;
 }
 
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -28,7 +30,8 @@ export function loadConfig(
     host: overrides.host ?? env.VALVE_HOST ?? '127.0.0.1',
     port: overrides.port ?? intFromEnv(env, 'VALVE_PORT', 7080),
     appPortBase: overrides.appPortBase ?? intFromEnv(env, 'VALVE_APP_PORT_BASE', 17000),
-    maxParallelRuns: overrides.maxParallelRuns ?? intFromEnv(env, 'VALVE_MAX_PARALLEL_RUNS', 2),
+    maxParallelRuns: overrides.maxParallelRuns ?? intFromEnv(env, 'VALVE_MAX_PARALLEL_RUNS', 4),
+    maxParallelJobs: overrides.maxParallelJobs ?? intFromEnv(env, 'VALVE_MAX_PARALLEL_JOBS', 4),
   };
 }
 

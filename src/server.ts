@@ -7,7 +7,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyRequest } from 'fastify';
 import pino from 'pino';
-import { AppService, appMigrations, appRoutes, sourceRepoPath } from './apps/index.js';
+import {
+  AppService,
+  appMigrations,
+  appRoutes,
+  sourceRepoPath,
+  type AppRecord,
+} from './apps/index.js';
 import { AuthService, authMigrations, authRoutes, type Role } from './auth/index.js';
 import type { ValveConfig } from './config.js';
 import { consoleRoutes } from './console/routes.js';
@@ -19,9 +25,12 @@ import { GitService, gitRoutes } from './git/index.js';
 import { replyWithError } from './http/errors.js';
 import { principalOf, requirePrincipal } from './http/principal.js';
 import {
-  LocalExecutor,
   PipelineService,
   RunLogStore,
+  SecretCipher,
+  SecretStore,
+  createExecutors,
+  externalRoutes,
   pipelineMigrations,
   pipelineRoutes,
 } from './pipelines/index.js';
@@ -63,15 +72,27 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
   const apps = new AppService(store.db, auth, git, deploy);
   const logs = new RunLogStore(join(config.dataDir, 'runs'), events);
   let registryHost = `${config.host}:${config.port}`;
+  const cipher = SecretCipher.load(config.dataDir);
+  const secrets = new SecretStore(store.db, cipher);
+  const appRef = (app: AppRecord) => ({
+    id: app.id,
+    team: app.team,
+    name: app.name,
+    defaultBranch: app.default_branch,
+  });
   const pipelines = new PipelineService({
     db: store.db,
     events,
     logs,
-    executor: new LocalExecutor(),
+    executors: await createExecutors({ kubeconfig: process.env.VALVE_KUBECONFIG, log }),
     services: { git, registry, deploy, registryHost: () => registryHost },
+    secrets,
     workspaceRoot: join(config.dataDir, 'workspaces'),
+    storageRoot: join(config.dataDir, 'pipelines'),
     maxParallelRuns: config.maxParallelRuns,
+    maxParallelJobs: config.maxParallelJobs,
     sourceGitDir: (team, app) => git.pathOf(sourceRepoPath(team, app)),
+    listApps: async () => (await apps.all()).map(appRef),
     log,
   });
 
@@ -82,9 +103,10 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
       const app = await apps.bySourceRepo(event.repoPath);
       if (!app) return;
       await pipelines.onPush({
-        app: { id: app.id, team: app.team, name: app.name },
+        app: appRef(app),
         gitDir: git.pathOf(event.repoPath),
         ref: event.ref,
+        before: event.before,
         commit: event.after!,
         pusher: event.pusher,
       });
@@ -100,13 +122,46 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
   });
   server.setErrorHandler((error, request, reply) => replyWithError(error, request, reply));
   const appAccess = async (request: FastifyRequest, team: string, app: string, minimum: Role) =>
-    apps.access(await requirePrincipal(auth, request), team, app, minimum);
+    appRef(await apps.access(await requirePrincipal(auth, request), team, app, minimum));
   const baseUrl = (request: FastifyRequest) =>
     `${request.protocol}://${request.headers.host ?? registryHost}`;
 
   await server.register(authRoutes(auth));
   await server.register(appRoutes({ apps, auth, deploy, pipelines, baseUrl }));
-  await server.register(pipelineRoutes({ pipelines, logs, events, appAccess }));
+  await server.register(
+    pipelineRoutes({
+      pipelines,
+      logs,
+      events,
+      secrets,
+      appAccess,
+      principal: (request) => requirePrincipal(auth, request),
+      visibleApps: async (request) =>
+        (await apps.listFor(await requirePrincipal(auth, request))).map(appRef),
+      teamAccess: async (request, team, minimum) => {
+        const found = await auth.teamByName(team);
+        if (!found) throw new ValveError('NOT_FOUND', `team ${team} not found`);
+        await auth.requireRole(await requirePrincipal(auth, request), found.id, minimum);
+      },
+      isMember: async (principal, team) => {
+        const found = await auth.teamByName(team);
+        return found ? (await auth.roleIn(principal.userId, found.id)) !== null : false;
+      },
+    }),
+  );
+  await server.register(
+    externalRoutes({
+      db: store.db,
+      cipher,
+      pipelines,
+      appAccess,
+      findApp: async (team, name) => {
+        const app = await apps.find(team, name);
+        return app && appRef(app);
+      },
+      sourceGitDir: (team, app) => git.pathOf(sourceRepoPath(team, app)),
+    }),
+  );
   await server.register(
     gitRoutes({
       git,

@@ -21,7 +21,7 @@ export function appRoutes(options: AppRoutesOptions) {
 
   const view = async (request: FastifyRequest, app: AppRecord) => {
     const base = options.baseUrl(request);
-    const lastRun = (await pipelines.list(app.id, 1))[0];
+    const lastRun = (await pipelines.list([app.id], { limit: 1 }))[0];
     return {
       team: app.team,
       name: app.name,

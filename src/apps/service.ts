@@ -83,6 +83,10 @@ export class AppService {
     }
   }
 
+  all(): Promise<AppRecord[]> {
+    return this.db.selectFrom('apps').selectAll().orderBy('team').orderBy('name').execute();
+  }
+
   find(team: string, name: string): Promise<AppRecord | undefined> {
     return this.db
       .selectFrom('apps')

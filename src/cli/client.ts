@@ -101,12 +101,31 @@ export class ApiClient {
   }
 }
 
+export interface AppRef {
+  team: string;
+  app: string;
+}
+export interface RunRef extends AppRef {
+  number: number;
+}
+
 /** "team/app" from an argument. */
-export function parseAppRef(value: string): { team: string; app: string } {
+export function parseAppRef(value: string): AppRef {
   const match = /^([a-z0-9-]+)\/([a-z0-9-]+)$/.exec(value);
   if (!match) throw new CliError(`app: expected <team>/<app>, got "${value}"`);
   return { team: match[1]!, app: match[2]! };
 }
+
+/** A run number from an argument ("12" or "#12"). */
+export function parseRunNumber(value: string): number {
+  const number = Number(value.replace(/^#/, ''));
+  if (!Number.isInteger(number) || number < 1)
+    throw new CliError(`run: expected a run number, got "${value}"`);
+  return number;
+}
+
+export const appApiPath = (ref: AppRef) => `/api/apps/${ref.team}/${ref.app}`;
+export const runApiPath = (ref: RunRef) => `${appApiPath(ref)}/runs/${ref.number}`;
 
 export function table(rows: Record<string, unknown>[], columns: string[]): string {
   const cells = [columns, ...rows.map((row) => columns.map((c) => String(row[c] ?? '')))];

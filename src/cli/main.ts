@@ -1,9 +1,15 @@
 /** The `valve` command. Each command is declared in its own file under commands/. */
 import { Command } from 'commander';
 import { CliError } from './client.js';
-import { registerApps, registerRuns, registerStatus } from './commands/apps.js';
+import { registerApps, registerStatus } from './commands/apps.js';
+import { registerApprove } from './commands/approve.js';
 import { registerAuth } from './commands/auth.js';
+import { registerCancel } from './commands/cancel.js';
 import { registerLogs } from './commands/logs.js';
+import { registerRerun } from './commands/rerun.js';
+import { registerRun } from './commands/run.js';
+import { registerRuns } from './commands/runs.js';
+import { registerSecrets } from './commands/secrets.js';
 import { registerServer } from './commands/server.js';
 
 const program = new Command('valve')
@@ -12,9 +18,14 @@ const program = new Command('valve')
 registerServer(program);
 registerAuth(program);
 registerApps(program);
-registerRuns(program);
-registerLogs(program);
 registerStatus(program);
+registerRuns(program);
+registerRun(program);
+registerLogs(program);
+registerRerun(program);
+registerCancel(program);
+registerApprove(program);
+registerSecrets(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   console.error(

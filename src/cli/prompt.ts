@@ -24,3 +24,14 @@ export function readSecret(prompt: string | null): Promise<string> {
     });
   });
 }
+
+/** All of standard input, less one trailing newline (what `echo value |` or `< file` adds). */
+export function readStdin(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (chunk) => (data += chunk));
+    process.stdin.on('end', () => resolve(data.replace(/\r?\n$/, '')));
+    process.stdin.on('error', reject);
+  });
+}

@@ -33,6 +33,13 @@ const container = z.strictObject({
 const environment = z.strictObject({
   replicas: z.number().int().min(0).max(50).default(1),
   variables: z.record(z.string(), z.string()).optional(),
+  /** Deploys to this environment wait until a member of `team` approves (pipelines and promotion). */
+  approval: z
+    .strictObject({
+      team: z.string().regex(/^[a-z0-9][a-z0-9-]{0,38}$/, 'expected a team name'),
+      timeoutMinutes: z.number().int().positive().max(43_200).default(60),
+    })
+    .optional(),
 });
 
 export const appSpecSchema = z.strictObject({

@@ -6,6 +6,8 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EventBus, RunLogLine } from '../events.js';
+import { addMaskCommand } from './file-commands.js';
+import { MASK, Masker } from './secrets/index.js';
 
 export class RunLogStore {
   constructor(
@@ -19,8 +21,9 @@ export class RunLogStore {
     return join(this.dir, `${runId}.jsonl`);
   }
 
-  writer(runId: string): RunLogWriter {
-    return new RunLogWriter(this.file(runId), runId, this.events, this.read(runId).length);
+  /** A writer that appends to the run's log; every line passes through `masker` first. */
+  writer(runId: string, masker: Masker = new Masker()): RunLogWriter {
+    return new RunLogWriter(this.file(runId), runId, this.events, this.read(runId).length, masker);
   }
 
   read(runId: string): RunLogLine[] {
@@ -47,12 +50,24 @@ export class RunLogWriter {
     private readonly runId: string,
     private readonly events: EventBus,
     existing: number,
+    private readonly masker: Masker,
   ) {
     this.count = existing;
   }
 
+  /** Appends a line, with every secret value masked, before anyone can read it. */
   line(text: string, step: string | null = null): void {
-    const line: RunLogLine = { n: ++this.count, ts: new Date().toISOString(), step, text };
+    const mask = addMaskCommand(text);
+    if (mask !== null) {
+      this.masker.add(mask);
+      text = `::add-mask::${MASK}`;
+    }
+    const line: RunLogLine = {
+      n: ++this.count,
+      ts: new Date().toISOString(),
+      step,
+      text: this.masker.mask(text),
+    };
     appendFileSync(this.file, JSON.stringify(line) + '\n');
     this.events.emit('run.log', { runId: this.runId, line });
   }

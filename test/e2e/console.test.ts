@@ -5,13 +5,21 @@
  * app page; then a real `git push` (token from POST /api/tokens) shows up as a run whose page
  * streams its log live and reaches `succeeded`, the environment turns healthy and its URL
  * serves the pushed version; sign-out ends the session and sign-in returns to where you were.
- * The pushed workflow gets a first step that waits for a file this test writes, so the run is
- * seen while it runs (log lines arriving, Cancel offered) on any machine, fast or slow.
+ * The pushed workflow gets a first step that waits until this test answers its HTTP gate, so the
+ * run is seen while it runs (log lines arriving, Cancel offered) on any machine, fast or slow.
+ * Then the CI engine's pages: a pushed workflow with `needs` and a two-entry matrix is drawn as
+ * a job graph (columns, edges, matrix values, status colours) with its summary rendered, a job
+ * is selected to see its steps and only its log lines; the runs page filters from its URL; the
+ * secret the failed job lacked is set without its value ever shown, and "Re-run failed jobs"
+ * starts a new run that succeeds; a workflow started from the "Run workflow" form with inputs
+ * waits for an approval that is given by clicking Approve.
  *
  * Needs the console built (`npm run build:console`) and Chromium at /usr/bin/chromium.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -32,6 +40,7 @@ const finished = ['succeeded', 'failed', 'cancelled'];
 const GATE_STEP = 'Wait for the console test';
 const GATE_WAITING = 'waiting for the browser to watch';
 const GATE_RELEASED = 'released by the browser test';
+const SECRET_VALUE = 'console-secret-value-4c1d';
 
 let valve: Valve;
 let context: BrowserContext;
@@ -40,7 +49,12 @@ let profileDir: string;
 let workDir: string;
 let gitUrl: string;
 let pushedCommit: string;
-let gate: string;
+/** The gate the pushed workflow waits at: 503 until the test opens it. */
+let gate: Server;
+let gateUrl: string;
+let gateOpen = false;
+let graphCommit: string;
+let graphRun: number;
 
 const at = (path: string) => new URL(path, valve.url).href;
 
@@ -66,7 +80,12 @@ before(async () => {
   valve = await startValve();
   profileDir = mkdtempSync(join(tmpdir(), 'valve-console-chromium-'));
   workDir = mkdtempSync(join(tmpdir(), 'valve-console-work-'));
-  gate = join(workDir, 'gate');
+  // Steps run sandboxed (no host files, private /tmp) but share the network: an HTTP gate.
+  gate = createServer((_request, response) => {
+    response.writeHead(gateOpen ? 200 : 503).end();
+  });
+  await new Promise<void>((resolve) => gate.listen(0, '127.0.0.1', resolve));
+  gateUrl = `http://127.0.0.1:${(gate.address() as AddressInfo).port}/`;
   context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
     headless: true,
@@ -88,9 +107,10 @@ before(async () => {
 
 after(async () => {
   // Never leave a run waiting at the gate.
-  if (gate) writeFileSync(gate, 'go\n');
+  gateOpen = true;
   await context?.close();
   await valve?.destroy();
+  gate?.close();
   if (profileDir) rmSync(profileDir, { recursive: true, force: true });
   if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
@@ -212,7 +232,7 @@ step('a git push appears as a run whose page streams its log live until it succe
 
   // Lines written after the page was loaded appear in it, without a reload.
   await page.evaluate(() => document.body.setAttribute('data-loaded-once', 'yes'));
-  writeFileSync(gate, 'go\n');
+  gateOpen = true;
   await logLine(GATE_RELEASED).waitFor();
 
   // The stream ends once the run is finished (all its lines are shown by then); the run's own
@@ -304,19 +324,260 @@ step('signing out ends the session; signing in returns to the page asked for', a
   assert.equal(await page.locator(testId('app-title')).innerText(), `${team}/${appName}`);
 });
 
+step('a workflow with needs and a 2-entry matrix is drawn as a job graph', async () => {
+  const dir = join(workDir, appName);
+  // Only the graph workflow runs on this push (the build-and-deploy one is covered above).
+  rmSync(join(dir, '.valve/workflows/ci.yml'));
+  writeFileSync(
+    join(dir, '.valve/workflows/graph.yml'),
+    `name: graph
+on: push
+jobs:
+  build:
+    steps:
+      - name: Compile
+        run: echo "compiled"
+  test:
+    needs: build
+    strategy:
+      fail-fast: false
+      matrix:
+        n: [1, 2]
+    steps:
+      - name: Entry
+        run: |
+          echo "entry \${{ matrix.n }} ran"
+          if [ "\${{ matrix.n }}" = 2 ] && [ -z "$LUCK" ]; then exit 1; fi
+          printf '### Entry %s\\n\\n| check | result |\\n|---|---|\\n| **unit** | \`ok\` |\\n' "\${{ matrix.n }}" >> "$GITHUB_STEP_SUMMARY"
+        env:
+          # Entry 2 fails until this secret exists; it is set from the console below.
+          LUCK: \${{ secrets.LUCK }}
+  report:
+    needs: test
+    steps:
+      - run: echo reported
+`,
+  );
+  // For the approval step below: deploys to prod wait for a member of this team.
+  writeFileSync(
+    join(dir, '.valve/workflows/release.yml'),
+    `name: release
+on:
+  workflow_dispatch:
+    inputs:
+      who:
+        type: string
+        required: true
+      count:
+        type: number
+        default: 1
+      loud:
+        type: boolean
+        default: false
+      flavour:
+        type: choice
+        options: [plain, spicy]
+jobs:
+  hello:
+    steps:
+      - run: echo "hello \${{ inputs.who }} count=\${{ inputs.count }} loud=\${{ inputs.loud }} flavour=\${{ inputs.flavour }}"
+  ship:
+    needs: hello
+    environment: prod
+    steps:
+      - run: echo shipped
+`,
+  );
+  const spec = join(dir, 'valve.yaml');
+  writeFileSync(
+    spec,
+    `${readFileSync(spec, 'utf8')}  prod:\n    approval:\n      team: ${team}\n      timeoutMinutes: 30\n`,
+  );
+  git(dir, ['add', '-A']);
+  git(dir, ['commit', '-qm', 'Graph and release workflows']);
+  git(dir, ['push', '-q', 'origin', 'main']);
+  graphCommit = git(dir, ['rev-parse', 'HEAD']).output.trim();
+
+  await page.goto(at(`/apps/${team}/${appName}`));
+  const row = page.locator(`${testId('run-row')}[data-commit="${graphCommit}"]`);
+  await row.waitFor();
+  await row.locator(testId('run-link')).click();
+  await page.waitForURL((url) => /^\/apps\/dev\/hello\/runs\/\d+$/.test(url.pathname));
+  graphRun = Number(new URL(page.url()).pathname.split('/').pop());
+
+  const node = (key: string) => page.locator(`${testId('job-node')}[data-job="${key}"]`);
+  await node('report').waitFor();
+  assert.deepEqual(
+    await page
+      .locator(testId('job-node'))
+      .evaluateAll((nodes) =>
+        nodes.map((n) => `${n.getAttribute('data-job')}@${n.getAttribute('data-column')}`),
+      ),
+    ['build@0', 'test (1)@1', 'test (2)@1', 'report@2'],
+  );
+  assert.deepEqual(
+    (
+      await page
+        .locator(testId('job-edge'))
+        .evaluateAll((edges) =>
+          edges.map((e) => `${e.getAttribute('data-from')}->${e.getAttribute('data-to')}`),
+        )
+    ).sort(),
+    ['build->test (1)', 'build->test (2)', 'test (1)->report', 'test (2)->report'],
+  );
+  assert.equal(await node('test (1)').locator(testId('job-matrix')).innerText(), 'n 1');
+  assert.equal(await node('test (2)').locator(testId('job-matrix')).innerText(), 'n 2');
+
+  // The run ends failed: entry 2 failed, so report never ran.
+  await page.locator(`${testId('run-status')}[data-status="failed"]`).waitFor();
+  await page.locator(`${testId('job-node')}[data-job="test (2)"][data-status="failed"]`).waitFor();
+  assert.equal(await node('test (1)').getAttribute('data-status'), 'succeeded');
+  assert.notEqual(await node('report').getAttribute('data-status'), 'succeeded');
+  const colour = (key: string) => node(key).evaluate((n) => getComputedStyle(n).borderLeftColor);
+  assert.notEqual(await colour('test (1)'), await colour('test (2)'), 'status colours differ');
+
+  // The summary the steps wrote, rendered: a heading and a table with bold and code.
+  const summary = page.locator(testId('run-summary'));
+  await summary.waitFor();
+  assert.equal(await summary.locator('h3').first().innerText(), 'Entry 1');
+  assert.equal(await summary.locator('table td strong').first().innerText(), 'unit');
+  assert.equal(await summary.locator('table td code').first().innerText(), 'ok');
+
+  // Selecting a job shows its steps and only its lines of the log.
+  await node('test (2)').click();
+  await page.waitForURL((url) => url.searchParams.get('job') === 'test (2)');
+  await page.locator(`${testId('job')}[data-job="test (2)"]`).waitFor();
+  await page.locator(`${testId('log-view')}[data-job="test (2)"]`).waitFor();
+  await logLine('entry 2 ran').waitFor();
+  assert.equal(await logLine('entry 1 ran').count(), 0, "another job's lines are not shown");
+  const steps = page.locator(`${testId('job')} ${testId('step')}`);
+  assert.equal(await steps.count(), 1);
+  assert.equal(await steps.first().getAttribute('data-status'), 'failed');
+  assert.match(await steps.first().innerText(), /Entry/);
+  await page.click(testId('log-all-jobs'));
+  await logLine('entry 1 ran').waitFor();
+});
+
+step(
+  'the runs page filters from its URL; the secret the failed job lacked is set, never shown',
+  async () => {
+    await page.click(testId('nav-runs'));
+    await page.waitForURL((url) => url.pathname === '/runs');
+    await page.locator(`${testId('run-row')}[data-run-number="${graphRun}"]`).waitFor();
+    await page.selectOption(testId('filter-status'), 'failed');
+    await page.waitForURL((url) => url.searchParams.get('status') === 'failed');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('[data-testid="run-row"]')];
+      return rows.length > 0 && rows.every((r) => r.getAttribute('data-status') === 'failed');
+    });
+    assert.equal(
+      await page.locator(`${testId('run-row')}[data-run-number="${graphRun}"]`).count(),
+      1,
+    );
+    // A reload keeps the filter.
+    await page.reload();
+    assert.equal(await page.locator(testId('filter-status')).inputValue(), 'failed');
+
+    await page.goto(at(`/apps/${team}/${appName}`));
+    await page.fill(testId('secret-name'), 'LUCK');
+    await page.fill(testId('secret-value'), SECRET_VALUE);
+    await page.click(testId('secret-submit'));
+    await page.locator(`${testId('secret-row')}[data-secret="LUCK"]`).waitFor();
+    assert.equal(await page.locator(testId('secret-value')).inputValue(), '');
+    assert.ok(
+      !(await page.content()).includes(SECRET_VALUE),
+      'the value is nowhere in the page once set',
+    );
+    // The commit status of the default branch's newest run's commit.
+    const status = page.locator(`${testId('commit-status')}[data-commit="${graphCommit}"]`);
+    await status.waitFor();
+    assert.equal(await status.getAttribute('data-state'), 'failure');
+  },
+);
+
+step('Re-run failed jobs starts a new run that succeeds', async () => {
+  assert.ok(graphRun, 'the graph run exists');
+  await page.goto(at(`/apps/${team}/${appName}/runs/${graphRun}`));
+  await page.click(testId('run-rerun-failed'));
+  await page.waitForURL(
+    (url) =>
+      /^\/apps\/dev\/hello\/runs\/\d+$/.test(url.pathname) &&
+      Number(url.pathname.split('/').pop()) > graphRun,
+  );
+  assert.equal(await page.locator(testId('run-event')).innerText(), 're-run');
+  assert.equal(await page.locator(testId('run-rerun-of')).innerText(), `#${graphRun}`);
+  await page.waitForFunction(
+    (states) =>
+      states.includes(
+        document.querySelector('[data-testid="run-status"]')?.getAttribute('data-status') ?? '',
+      ),
+    finished,
+  );
+  assert.equal(await page.locator(testId('run-status')).getAttribute('data-status'), 'succeeded');
+  await page.locator(`${testId('job-node')}[data-job="report"][data-status="succeeded"]`).waitFor();
+  // The commit's status follows its newest run of the workflow.
+  await page.click(testId('run-app-link'));
+  await page
+    .locator(`${testId('commit-status')}[data-commit="${graphCommit}"][data-state="success"]`)
+    .waitFor();
+});
+
+step(
+  'a workflow run from the form waits for approval; clicking Approve lets it finish',
+  async () => {
+    await page.click(testId('dispatch-open'));
+    await page.selectOption(testId('dispatch-workflow'), '.valve/workflows/release.yml');
+    const input = (name: string) =>
+      page.locator(`${testId('dispatch-input')}[data-input="${name}"]`);
+    await input('who').fill('console');
+    await input('count').fill('3');
+    await input('loud').check();
+    await input('flavour').selectOption('spicy');
+    await page.click(testId('dispatch-submit'));
+    await page.waitForURL((url) => /^\/apps\/dev\/hello\/runs\/\d+$/.test(url.pathname));
+    assert.equal(await page.locator(testId('run-event')).innerText(), 'manual');
+
+    const approval = page.locator(`${testId('approval')}[data-job="ship"]`);
+    await approval.waitFor();
+    assert.equal(await approval.locator(testId('approval-environment')).innerText(), 'prod');
+    assert.equal(await approval.locator(testId('approval-team')).innerText(), team);
+    assert.ok((await approval.locator(testId('approval-expires')).innerText()).length > 0);
+    await page.locator(`${testId('job-node')}[data-job="ship"][data-status="waiting"]`).waitFor();
+    await approval.locator(testId('approval-comment')).fill('ship it');
+    await approval.locator(testId('approval-approve')).click();
+    await approval.waitFor({ state: 'detached' });
+
+    await page.waitForFunction(
+      (states) =>
+        states.includes(
+          document.querySelector('[data-testid="run-status"]')?.getAttribute('data-status') ?? '',
+        ),
+      finished,
+    );
+    assert.equal(await page.locator(testId('run-status')).getAttribute('data-status'), 'succeeded');
+    await logLine('hello console count=3 loud=true flavour=spicy').waitFor();
+    await page.locator(`${testId('job-node')}[data-job="ship"]`).click();
+    const decision = page.locator(
+      `${testId('job')}[data-job="ship"] ${testId('approval-decision')}`,
+    );
+    await decision.waitFor();
+    assert.match(await decision.innerText(), /approved by ada.*ship it/s);
+  },
+);
+
 /** The log line that says exactly `text` (not the echoed command that contains it). */
 function logLine(text: string) {
   return page.locator(testId('log-text')).filter({ hasText: new RegExp(`^${text}$`) });
 }
 
 /**
- * Puts a first step into the pushed workflow that waits for `gate` to exist, so the test sees
+ * Puts a first step into the pushed workflow that waits for the gate to open, so the test sees
  * the run while it runs however fast this machine is (the local executor runs steps on this
  * host). The template's workflow has one job whose steps start after a `steps:` line.
  */
 function holdRunAtGate(workflowFile: string) {
   const workflow = readFileSync(workflowFile, 'utf8');
-  const script = `echo "${GATE_WAITING}"; until [ -e "${gate}" ]; do sleep 0.2; done; echo "${GATE_RELEASED}"`;
+  const script = `echo "${GATE_WAITING}"; until curl -sf -o /dev/null ${gateUrl}; do sleep 0.2; done; echo "${GATE_RELEASED}"`;
   const held = workflow.replace(
     /^( *)steps:\n/m,
     (line, indent: string) =>

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { ApiClient, parseAppRef, table } from '../client.js';
-import type { AppView, EnvironmentView, RunView } from '../views.js';
-import { ago, shortDigest } from '../views.js';
+import { ApiClient, appApiPath, parseAppRef, table } from '../client.js';
+import type { AppView, CommitStatusView, EnvironmentView } from '../views.js';
+import { ago, branchOf, shortDigest, workflowFile } from '../views.js';
 
 export function registerApps(program: Command) {
   const apps = program.command('apps').description('list your apps, or create one');
@@ -48,16 +48,31 @@ export function registerApps(program: Command) {
 export function registerStatus(program: Command) {
   program
     .command('status')
-    .description("an app's environments: health, version, URL, instances")
+    .description(
+      "an app's last run and its commit's status; environments: health, version, URL, instances",
+    )
     .argument('<team/app>')
     .action(async (ref: string) => {
-      const { team, app } = parseAppRef(ref);
-      const view = await ApiClient.fromConfig().request<AppView>('GET', `/api/apps/${team}/${app}`);
+      const appRef = parseAppRef(ref);
+      const client = ApiClient.fromConfig();
+      const view = await client.request<AppView>('GET', appApiPath(appRef));
       console.log(`${view.team}/${view.name}   source: ${view.gitUrl}`);
-      if (view.lastRun)
+      const last = view.lastRun;
+      if (last) {
         console.log(
-          `last run: #${view.lastRun.number} ${view.lastRun.status} (${view.lastRun.commit.slice(0, 7)} ${view.lastRun.commitMessage})`,
+          `last run: #${last.number} ${last.status} (${workflowFile(last.workflow)} on ${branchOf(last.ref)}, ${last.commit.slice(0, 7)} ${last.commitMessage})`,
         );
+        const status = await client.request<CommitStatusView>(
+          'GET',
+          `${appApiPath(appRef)}/commits/${last.commit}/status`,
+        );
+        const runs = status.runs
+          .map((r) => `${workflowFile(r.workflow)} #${r.number} ${r.status}`)
+          .join(', ');
+        console.log(
+          `commit ${last.commit.slice(0, 7)}: ${status.state}${runs ? ` (${runs})` : ''}`,
+        );
+      }
       for (const env of view.environments) {
         console.log(`\n${env.name}: ${env.health}   ${env.url ?? ''}`);
         console.log(`  image:  ${env.image ?? '(nothing deployed yet)'}`);
@@ -71,37 +86,5 @@ export function registerStatus(program: Command) {
             `  instance ${i.id}: pid ${i.pid} port ${i.port} ${i.healthy ? 'ready' : 'not ready'}`,
           );
       }
-    });
-}
-
-export function registerRuns(program: Command) {
-  program
-    .command('runs')
-    .description("an app's pipeline runs, newest first")
-    .argument('<team/app>')
-    .option('-n, --limit <n>', 'how many', '20')
-    .action(async (ref: string, options: { limit: string }) => {
-      const { team, app } = parseAppRef(ref);
-      const runs = await ApiClient.fromConfig().request<RunView[]>(
-        'GET',
-        `/api/apps/${team}/${app}/runs?limit=${Number(options.limit)}`,
-      );
-      console.log(
-        table(
-          runs.map((r) => ({
-            RUN: `#${r.number}`,
-            STATUS: r.status,
-            COMMIT: r.commit.slice(0, 7),
-            MESSAGE: r.commitMessage.slice(0, 50),
-            BY: r.actor,
-            STARTED: ago(r.startedAt ?? r.createdAt),
-            DURATION:
-              r.startedAt && r.finishedAt
-                ? `${((Date.parse(r.finishedAt) - Date.parse(r.startedAt)) / 1000).toFixed(1)}s`
-                : '',
-          })),
-          ['RUN', 'STATUS', 'COMMIT', 'MESSAGE', 'BY', 'STARTED', 'DURATION'],
-        ),
-      );
     });
 }

@@ -1,6 +1,14 @@
 import type { Command } from 'commander';
 import type { RunLogLine } from '../../events.js';
-import { ApiClient, CliError, parseAppRef } from '../client.js';
+import {
+  ApiClient,
+  appApiPath,
+  CliError,
+  parseAppRef,
+  parseRunNumber,
+  runApiPath,
+} from '../client.js';
+import { followRun, formatLogLine, lineFilter, reportEnd, selectJobs } from '../follow.js';
 import type { RunView } from '../views.js';
 
 export function registerLogs(program: Command) {
@@ -10,30 +18,33 @@ export function registerLogs(program: Command) {
     .argument('<team/app>')
     .argument('[run]', 'run number')
     .option('-f, --follow', 'stream new lines until the run finishes')
-    .action(async (ref: string, number: string | undefined, options: { follow?: boolean }) => {
-      const { team, app } = parseAppRef(ref);
-      const client = ApiClient.fromConfig();
-      let runNumber = number === undefined ? undefined : Number(number);
-      if (runNumber === undefined) {
-        const [latest] = await client.request<RunView[]>(
-          'GET',
-          `/api/apps/${team}/${app}/runs?limit=1`,
-        );
-        if (!latest) throw new CliError(`${team}/${app} has no runs yet`);
-        runNumber = latest.number;
-      }
-      const path = `/api/apps/${team}/${app}/runs/${runNumber}/logs`;
-      const print = (line: RunLogLine) =>
-        console.log(`${String(line.n).padStart(5)}  ${line.ts.slice(11, 23)}  ${line.text}`);
-      if (!options.follow) {
-        for (const line of await client.request<RunLogLine[]>('GET', path)) print(line);
-        return;
-      }
-      let status = '';
-      await client.events(`${path}?follow=1`, (event, data) => {
-        if (event === 'line') print(JSON.parse(data) as RunLogLine);
-        if (event === 'end') status = (JSON.parse(data) as { status: string }).status;
-      });
-      if (status && status !== 'succeeded') process.exitCode = 1;
-    });
+    .option('-j, --job <key>', 'only this job\'s lines: a job key ("test (node 20)") or job id')
+    .action(
+      async (
+        ref: string,
+        number: string | undefined,
+        options: { follow?: boolean; job?: string },
+      ) => {
+        const app = parseAppRef(ref);
+        const client = ApiClient.fromConfig();
+        let run: RunView | undefined;
+        if (number === undefined) {
+          [run] = await client.request<RunView[]>('GET', `${appApiPath(app)}/runs?limit=1`);
+          if (!run) throw new CliError(`${app.team}/${app.app} has no runs yet`);
+        } else if (options.job) {
+          run = await client.request<RunView>(
+            'GET',
+            runApiPath({ ...app, number: parseRunNumber(number) }),
+          );
+        }
+        const runRef = { ...app, number: run?.number ?? parseRunNumber(number ?? '') };
+        const jobs = options.job && run ? selectJobs(run, options.job) : null;
+        if (!options.follow) {
+          const lines = await client.request<RunLogLine[]>('GET', `${runApiPath(runRef)}/logs`);
+          for (const line of lines.filter(lineFilter(jobs))) console.log(formatLogLine(line));
+          return;
+        }
+        reportEnd(runRef, await followRun(client, runRef, { jobs, progress: false }));
+      },
+    );
 }

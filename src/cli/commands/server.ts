@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config.js';
-import { startServer } from '../../server.js';
 
 export function registerServer(program: Command) {
   program
@@ -14,6 +12,10 @@ export function registerServer(program: Command) {
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
         throw new Error(`--port: expected a port number 0-65535, got "${options.port}"`);
       }
+      // Loaded here, not at the top: the other commands are HTTP clients and start faster
+      // without the server's modules (database driver, git, registry, executors).
+      const { loadConfig } = await import('../../config.js');
+      const { startServer } = await import('../../server.js');
       const config = loadConfig({ dataDir: options.dataDir, host: options.host, port });
       const server = await startServer(config);
       // Tests and scripts read this line to learn the URL.

@@ -12,7 +12,19 @@ export interface StepServices {
   registryHost(): string;
 }
 
+/** How the job ended, as post steps see it (GitHub's `job.status`). */
+export const jobStatuses = ['success', 'failure', 'cancelled'] as const;
+export type JobStatus = (typeof jobStatuses)[number];
+
+/**
+ * Work a step leaves for the end of its job (like `post:` of an action): the runner calls it
+ * after the last step, even when a step failed or the run was cancelled, in reverse order of
+ * registration.
+ */
+export type PostStep = (job: { status: JobStatus }) => Promise<void>;
+
 export interface StepContext {
+  /** Host path of the job's workspace. */
   workspace: string;
   run: {
     id: string;
@@ -22,10 +34,24 @@ export interface StepContext {
     commit: string;
     ref: string;
     actor: string;
+    workflow: string;
+    jobKey: string;
   };
   signal: AbortSignal;
   services: StepServices;
+  /** Host directories the runner owns; steps keep their layout inside them. */
+  storage: {
+    /** `<data>/pipelines/cache/<team>/<app>`: shared by every run of the app. */
+    cache: string;
+    /** `<data>/pipelines/artifacts/<runId>`: shared by the jobs of one run. */
+    artifacts: string;
+  };
+  /** The step's environment after interpolation. */
+  env: Record<string, string>;
   log(text: string): void;
+  /** Appended to the run's summary (shown in the console and the CLI). */
+  summary(markdown: string): void;
+  addPostStep(name: string, fn: PostStep): void;
 }
 
 /** A built-in step, `uses: valve/<name>@v1`: its `with` inputs schema and what it does. */

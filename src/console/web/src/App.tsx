@@ -8,6 +8,7 @@ import { Header } from './components/Header.js';
 import { AppPage } from './pages/AppPage.js';
 import { AppsPage } from './pages/AppsPage.js';
 import { RunPage } from './pages/RunPage.js';
+import { RunsPage } from './pages/RunsPage.js';
 import { SignInPage } from './pages/SignInPage.js';
 import { Link, matchPath, navigate, safeLocalPath, useLocation } from './router.js';
 
@@ -95,6 +96,7 @@ export function App() {
 function Page({ pathname, me }: { pathname: string; me: Me }) {
   let params: Record<string, string> | null;
   if (pathname === '/apps' || pathname === '/apps/') return <AppsPage me={me} />;
+  if (pathname === '/runs' || pathname === '/runs/') return <RunsPage />;
   if ((params = matchPath('/apps/:team/:app', pathname))) {
     return (
       <AppPage

@@ -47,19 +47,61 @@ export interface Environment {
   instances: Instance[];
 }
 
+export type JobStatus =
+  'pending' | 'waiting' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'skipped';
+export type ApprovalStatus = 'pending' | 'approved' | 'rejected' | 'expired';
+export type RunEvent = 'push' | 'workflow_dispatch' | 'schedule' | 'webhook' | 'rerun';
+export const runStatuses: readonly RunStatus[] = [
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'cancelled',
+];
+export const runEvents: readonly RunEvent[] = [
+  'push',
+  'workflow_dispatch',
+  'schedule',
+  'webhook',
+  'rerun',
+];
+
 export interface Step {
   index: number;
   name: string;
+  /** "run", or the built-in step used, e.g. "valve/deploy@v1". */
+  kind: string;
   status: string;
   startedAt: string | null;
   finishedAt: string | null;
   exitCode: number | null;
 }
 
+export interface Approval {
+  status: ApprovalStatus;
+  /** The team whose members may decide. */
+  team: string;
+  requestedAt: string;
+  expiresAt: string;
+  decidedBy: string | null;
+  decidedAt: string | null;
+  comment: string | null;
+}
+
 export interface Job {
+  /** Unique in the run: job id plus matrix values, e.g. "test (node 20)". */
+  key: string;
   id: string;
   name: string;
-  status: string;
+  matrix: Record<string, unknown> | null;
+  /** Keys of the jobs this one needs. */
+  needs: string[];
+  runsOn: string | string[] | null;
+  status: JobStatus;
+  startedAt: string | null;
+  finishedAt: string | null;
+  outputs: Record<string, string>;
+  environment: { name: string; approval: Approval | null } | null;
   steps: Step[];
 }
 
@@ -78,7 +120,66 @@ export interface Run {
   startedAt: string | null;
   finishedAt: string | null;
   error: string | null;
+  /** The workflow file, e.g. .valve/workflows/ci.yml. */
+  workflow: string;
+  event: RunEvent;
+  rerunOf: number | null;
+  inputs: Record<string, unknown>;
+  /** Markdown written by the steps. */
+  summary: string | null;
   jobs: Job[];
+}
+
+/** Filters of a runs list; each is a query parameter of GET /api/runs and .../runs. */
+export interface RunFilters {
+  app?: string;
+  status?: string;
+  event?: string;
+  branch?: string;
+  actor?: string;
+}
+export const runFilterNames = ['app', 'status', 'event', 'branch', 'actor'] as const;
+
+export type WorkflowInputType = 'string' | 'number' | 'boolean' | 'choice' | 'environment';
+
+export interface WorkflowInput {
+  type?: WorkflowInputType;
+  description?: string;
+  required?: boolean;
+  default?: string | number | boolean;
+  options?: string[];
+}
+
+export interface Workflow {
+  /** The workflow file, e.g. .valve/workflows/deploy.yml. */
+  file: string;
+  name: string;
+  /** What starts it, e.g. ["push", "workflowDispatch"]. */
+  triggers: string[];
+  /** The `on.workflow_dispatch.inputs`, or null. */
+  inputs: Record<string, WorkflowInput> | null;
+  /** Why the file is invalid, or null. */
+  error: string | null;
+}
+
+export interface Secret {
+  name: string;
+  scope: 'app' | 'team';
+  updatedAt: string;
+  updatedBy: string;
+}
+
+/** The combined state of a commit's runs (the newest run of each workflow); "none" without runs. */
+export interface CommitStatus {
+  state: 'none' | 'pending' | 'success' | 'failure';
+  runs: { number: number; workflow: string; status: RunStatus }[];
+}
+
+/** An external repository whose push webhooks start this app's runs. */
+export interface RepositoryLink {
+  provider: string;
+  url: string;
+  username: string | null;
 }
 
 export interface App {
@@ -164,9 +265,32 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 
 const appPath = (team: string, app: string) =>
   `/api/apps/${encodeURIComponent(team)}/${encodeURIComponent(app)}`;
+const runPath = (team: string, app: string, run: number) => `${appPath(team, app)}/runs/${run}`;
+const teamPath = (team: string) => `/api/teams/${encodeURIComponent(team)}`;
 
 export const runLogsPath = (team: string, app: string, run: number) =>
-  `${appPath(team, app)}/runs/${run}/logs`;
+  `${runPath(team, app, run)}/logs`;
+
+/**
+ * "?status=failed&limit=50": the filters that are set, and the limit. The app filter is
+ * "team/app" in the console and `team` + `app` (its name) for the API.
+ */
+function runsQuery(filters: RunFilters, limit: number): string {
+  const query = new URLSearchParams();
+  for (const name of runFilterNames) {
+    const value = filters[name];
+    if (!value) continue;
+    if (name === 'app') {
+      const [team, app] = value.split('/', 2);
+      if (team) query.set('team', team);
+      if (app) query.set('app', app);
+    } else {
+      query.set(name, value);
+    }
+  }
+  query.set('limit', String(limit));
+  return `?${query.toString()}`;
+}
 
 export const api = {
   me: () => request<Me>('GET', '/api/me'),
@@ -180,12 +304,63 @@ export const api = {
   createApp: (body: { team: string; name: string; template: string }) =>
     request<App>('POST', '/api/apps', body),
   app: (team: string, app: string) => request<App>('GET', appPath(team, app)),
-  runs: (team: string, app: string, limit: number) =>
-    request<Run[]>('GET', `${appPath(team, app)}/runs?limit=${limit}`),
-  run: (team: string, app: string, run: number) =>
-    request<Run>('GET', `${appPath(team, app)}/runs/${run}`),
+
+  allRuns: (filters: RunFilters, limit: number) =>
+    request<Run[]>('GET', `/api/runs${runsQuery(filters, limit)}`),
+  runs: (team: string, app: string, limit: number, filters: RunFilters = {}) =>
+    request<Run[]>('GET', `${appPath(team, app)}/runs${runsQuery(filters, limit)}`),
+  run: (team: string, app: string, run: number) => request<Run>('GET', runPath(team, app, run)),
   runLogs: (team: string, app: string, run: number) =>
     request<LogLine[]>('GET', runLogsPath(team, app, run)),
   cancelRun: (team: string, app: string, run: number) =>
-    request<void>('POST', `${appPath(team, app)}/runs/${run}/cancel`),
+    request<void>('POST', `${runPath(team, app, run)}/cancel`),
+  rerun: (team: string, app: string, run: number, failedOnly: boolean) =>
+    request<Run>('POST', `${runPath(team, app, run)}/rerun`, { failedOnly }),
+  decideApproval: (
+    team: string,
+    app: string,
+    run: number,
+    job: string,
+    body: { decision: 'approve' | 'reject'; comment: string },
+  ) =>
+    request<Run>(
+      'POST',
+      `${runPath(team, app, run)}/jobs/${encodeURIComponent(job)}/approval`,
+      body,
+    ),
+
+  workflows: (team: string, app: string) =>
+    request<Workflow[]>('GET', `${appPath(team, app)}/workflows`),
+  dispatch: (
+    team: string,
+    app: string,
+    body: { workflow: string; ref: string; inputs: Record<string, string | number | boolean> },
+  ) => request<Run>('POST', `${appPath(team, app)}/dispatch`, body),
+  commitStatus: (team: string, app: string, sha: string) =>
+    request<CommitStatus>('GET', `${appPath(team, app)}/commits/${encodeURIComponent(sha)}/status`),
+
+  appSecrets: (team: string, app: string) =>
+    request<Secret[]>('GET', `${appPath(team, app)}/secrets`),
+  teamSecrets: (team: string) => request<Secret[]>('GET', `${teamPath(team)}/secrets`),
+  setSecret: (scope: SecretScope, name: string, value: string) =>
+    request<void>('PUT', `${secretsPath(scope)}/${encodeURIComponent(name)}`, { value }),
+  deleteSecret: (scope: SecretScope, name: string) =>
+    request<void>('DELETE', `${secretsPath(scope)}/${encodeURIComponent(name)}`),
+
+  repository: (team: string, app: string) =>
+    request<RepositoryLink | null>('GET', `${appPath(team, app)}/external`),
+  linkRepository: (
+    team: string,
+    app: string,
+    body: { provider: string; url: string; secret: string; username?: string; password?: string },
+  ) => request<void>('PUT', `${appPath(team, app)}/external`, body),
+  unlinkRepository: (team: string, app: string) =>
+    request<void>('DELETE', `${appPath(team, app)}/external`),
 };
+
+/** Where secrets live: an app's own, or its team's (every app of the team sees them). */
+export type SecretScope = { team: string; app: string | null };
+const secretsPath = (scope: SecretScope) =>
+  scope.app === null
+    ? `${teamPath(scope.team)}/secrets`
+    : `${appPath(scope.team, scope.app)}/secrets`;

@@ -50,3 +50,31 @@ export const formatTimestamp = (iso: string | null) => (iso ? new Date(iso).toLo
 // eslint-disable-next-line no-control-regex
 const ansiSequence = /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007]*(?:\u0007|\u001b\\)/g;
 export const stripAnsi = (text: string) => text.replace(ansiSequence, '');
+
+/** "refs/heads/main" -> "main", "refs/tags/v1" -> "v1". */
+export const branchOf = (ref: string | null | undefined) =>
+  (ref ?? '').replace(/^refs\/(heads|tags)\//, '');
+
+/** ".valve/workflows/ci.yml" -> "ci.yml". */
+export const workflowLabel = (file: string | null | undefined) =>
+  (file ?? '').split('/').pop() ?? '';
+
+const eventLabels: Record<string, string> = {
+  push: 'push',
+  workflow_dispatch: 'manual',
+  schedule: 'schedule',
+  webhook: 'webhook',
+  rerun: 're-run',
+};
+export const eventLabel = (event: string | null | undefined) =>
+  event ? (eventLabels[event] ?? event) : '';
+
+/** Matrix values as people read them: "node 20, os linux". */
+export const matrixLabel = (matrix: Record<string, unknown> | null | undefined) =>
+  matrix
+    ? Object.entries(matrix)
+        .map(
+          ([name, value]) => `${name} ${typeof value === 'string' ? value : JSON.stringify(value)}`,
+        )
+        .join(', ')
+    : '';

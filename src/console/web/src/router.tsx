@@ -83,3 +83,27 @@ export function matchPath(pattern: string, pathname: string): Record<string, str
   }
   return params;
 }
+
+/** The current query parameters, e.g. `?status=failed` -> {status: "failed"}. */
+export function useQuery(): URLSearchParams {
+  const location = useLocation();
+  const at = location.indexOf('?');
+  return new URLSearchParams(at < 0 ? '' : location.slice(at));
+}
+
+/**
+ * Changes some query parameters of the current page (empty values are removed), keeping the
+ * others; replaces the history entry, so typing in a filter does not fill the back button.
+ */
+export function updateQuery(changes: Record<string, string | null | undefined>) {
+  const query = new URLSearchParams(window.location.search);
+  for (const [name, value] of Object.entries(changes)) {
+    if (value) query.set(name, value);
+    else query.delete(name);
+  }
+  const search = query.toString();
+  const to = window.location.pathname + (search ? `?${search}` : '');
+  if (to === currentLocation()) return;
+  window.history.replaceState(null, '', to);
+  window.dispatchEvent(new Event(NAVIGATE));
+}

@@ -9,7 +9,12 @@ export function Header({ username, onSignOut }: { username: string; onSignOut: (
           Valve
         </Link>
         <nav className="topnav">
-          <Link to="/apps">Apps</Link>
+          <Link to="/apps" data-testid="nav-apps">
+            Apps
+          </Link>
+          <Link to="/runs" data-testid="nav-runs">
+            Runs
+          </Link>
         </nav>
         <div className="topbar-user">
           <span className="user-name" data-testid="header-user">

@@ -2,9 +2,10 @@
  * A run's log, live: `EventSource(.../logs?follow=1)` replays every line so far and then each
  * new one (`line` events), then says `end` when the run is finished. Lines are numbered as the
  * server numbers them, grouped under the step that wrote them, and the view follows the
- * newest line unless the reader scrolled up.
+ * newest line unless the reader scrolled up. The stream carries every job's lines; with `job`
+ * set, only that job's lines (and the run's own, of no step) are shown.
  */
-import { Fragment, useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { Fragment, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'react';
 import { api, runLogsPath, type LogLine } from '../api.js';
 import { stripAnsi } from '../format.js';
 
@@ -17,18 +18,28 @@ export function LogView({
   team,
   app,
   run,
+  job = null,
   stepLabel,
   onEnd,
 }: {
   team: string;
   app: string;
   run: number;
+  /** Show only this job's lines (a job key); null shows every job's. */
+  job?: string | null;
   /** "build/0" -> "build › Install"; falls back to the raw step id. */
   stepLabel: (step: string) => string;
   /** Called with the final status once the stream says the run is finished. */
   onEnd: (status: string) => void;
 }) {
-  const [lines, setLines] = useState<LogLine[]>([]);
+  const [allLines, setLines] = useState<LogLine[]>([]);
+  const lines = useMemo(
+    () =>
+      job === null
+        ? allLines
+        : allLines.filter((l) => l.step === null || jobOfStep(l.step) === job),
+    [allLines, job],
+  );
   const [ended, setEnded] = useState<string | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
   const [following, setFollowing] = useState(true);
@@ -95,6 +106,12 @@ export function LogView({
     };
   }, [team, app, run]);
 
+  // Another job's lines: start at their end, following again.
+  useLayoutEffect(() => {
+    followingRef.current = true;
+    setFollowing(true);
+  }, [job]);
+
   useLayoutEffect(() => {
     const view = viewRef.current;
     if (view && followingRef.current) view.scrollTop = view.scrollHeight;
@@ -118,7 +135,13 @@ export function LogView({
 
   return (
     <div className="log-panel">
-      <div className="log-view" ref={viewRef} onScroll={onScroll} data-testid="log-view">
+      <div
+        className="log-view"
+        ref={viewRef}
+        onScroll={onScroll}
+        data-testid="log-view"
+        data-job={job ?? ''}
+      >
         {lines.length === 0 && !ended && <div className="log-placeholder">Waiting for output…</div>}
         {lines.map((line, i) => {
           // A heading wherever the writer changes; lines of no step (the runner's own) after a
@@ -168,4 +191,10 @@ export function LogView({
       </div>
     </div>
   );
+}
+
+/** "test (node 20)/3" -> "test (node 20)": the job key is all before the last slash. */
+export function jobOfStep(step: string): string {
+  const slash = step.lastIndexOf('/');
+  return slash < 0 ? step : step.slice(0, slash);
 }

@@ -1,20 +1,36 @@
-/** One app: where its code and deploy history live, its environments, and its recent runs. */
+/**
+ * One app: where its code and deploy history live, the status of its default branch, its
+ * environments, its runs (filtered from the URL) with a way to start a workflow by hand, and
+ * its secrets and external repository.
+ */
+import { useState } from 'react';
 import { api } from '../api.js';
+import { CommitStatusBadge } from '../components/CommitStatusBadge.js';
 import { CopyableCode } from '../components/CopyableCode.js';
+import { DispatchForm } from '../components/DispatchForm.js';
 import { EnvironmentCard } from '../components/EnvironmentCard.js';
 import { ErrorNote } from '../components/ErrorNote.js';
+import { RepositoryLinkForm } from '../components/RepositoryLinkForm.js';
+import { filtersKey, hasFilters, RunFiltersBar, runFiltersFrom } from '../components/RunFilters.js';
 import { RunsTable } from '../components/RunsTable.js';
+import { SecretsPanel } from '../components/SecretsPanel.js';
 import { useNow, usePoll } from '../polling.js';
-import { Link } from '../router.js';
+import { Link, useQuery } from '../router.js';
 
 const RECENT_RUNS = 20;
+// Apps are created with `main` as their default branch; the API does not name it (yet).
+const DEFAULT_BRANCH = 'main';
 
 export function AppPage({ team, name }: { team: string; name: string }) {
   const key = `${team}/${name}`;
+  // The app filter makes no sense on one app's page.
+  const { app: _app, ...filters } = runFiltersFrom(useQuery());
   const app = usePoll(key, () => api.app(team, name));
-  const runs = usePoll(key, () => api.runs(team, name, RECENT_RUNS));
+  const runs = usePoll(`${key}/runs?${filtersKey(filters)}`, () =>
+    api.runs(team, name, RECENT_RUNS, filters),
+  );
   const now = useNow();
-  const basePath = `/apps/${team}/${name}`;
+  const [dispatchOpen, setDispatchOpen] = useState(false);
 
   if (!app.data) {
     return (
@@ -28,10 +44,13 @@ export function AppPage({ team, name }: { team: string; name: string }) {
   return (
     <main className="page">
       <Breadcrumbs team={team} name={name} />
-      <h1 data-testid="app-title">
-        <span className="muted">{team}/</span>
-        {name}
-      </h1>
+      <div className="title-line">
+        <h1 data-testid="app-title">
+          <span className="muted">{team}/</span>
+          {name}
+        </h1>
+        <CommitStatusBadge team={team} app={name} branch={DEFAULT_BRANCH} />
+      </div>
       <ErrorNote error={app.error ?? runs.error} />
       <section className="card">
         <dl className="facts">
@@ -62,14 +81,37 @@ export function AppPage({ team, name }: { team: string; name: string }) {
         ))}
       </div>
 
-      <h2>Runs</h2>
+      <div className="section-head">
+        <h2>Runs</h2>
+        <button
+          type="button"
+          className={dispatchOpen ? 'button-quiet' : 'button-primary'}
+          aria-expanded={dispatchOpen}
+          onClick={() => setDispatchOpen((open) => !open)}
+          data-testid="dispatch-open"
+        >
+          {dispatchOpen ? 'Close' : 'Run workflow'}
+        </button>
+      </div>
+      {dispatchOpen && (
+        <section className="card dispatch-card">
+          <DispatchForm team={team} app={name} defaultRef={DEFAULT_BRANCH} />
+        </section>
+      )}
+      <RunFiltersBar filters={filters} />
       <section className="card">
         {runs.data ? (
-          <RunsTable runs={runs.data} basePath={basePath} now={now} />
+          <RunsTable runs={runs.data} now={now} filtered={hasFilters(filters)} />
         ) : (
           <p className="muted">Loading…</p>
         )}
       </section>
+
+      <h2>Secrets</h2>
+      <SecretsPanel team={team} app={name} now={now} />
+
+      <h2>External repository</h2>
+      <RepositoryLinkForm team={team} app={name} />
     </main>
   );
 }

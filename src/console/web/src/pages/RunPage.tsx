@@ -1,12 +1,18 @@
-/** One pipeline run: its jobs and steps as they progress, its live log, and a way to stop it. */
+/**
+ * One pipeline run: its job graph as it progresses, approvals it waits for, its summary, and
+ * the selected job's steps and live log. The selected job is in the URL (`?job=<key>`).
+ */
 import { useState } from 'react';
-import { api, finishedRunStatuses, type Run } from '../api.js';
+import { api, finishedRunStatuses, type Job, type Run } from '../api.js';
+import { ApprovalBox } from '../components/ApprovalBox.js';
 import { ErrorNote } from '../components/ErrorNote.js';
-import { LogView } from '../components/LogView.js';
-import { StatusBadge } from '../components/StatusBadge.js';
-import { elapsed, firstLine, formatTimestamp, shortSha } from '../format.js';
+import { JobDetail } from '../components/JobDetail.js';
+import { JobGraph } from '../components/JobGraph.js';
+import { jobOfStep, LogView } from '../components/LogView.js';
+import { Markdown } from '../components/Markdown.js';
+import { RunHeader } from '../components/RunHeader.js';
 import { useNow, usePoll } from '../polling.js';
-import { Link } from '../router.js';
+import { Link, updateQuery, useQuery } from '../router.js';
 
 export function RunPage({ team, name, number }: { team: string; name: string; number: number }) {
   const [streamEnded, setStreamEnded] = useState(false);
@@ -21,12 +27,19 @@ export function RunPage({ team, name, number }: { team: string; name: string; nu
   const runFinished = run ? finishedRunStatuses.includes(run.status) : false;
   if (runFinished !== finished) setFinished(runFinished);
   const now = useNow(!runFinished);
+  const selectedKey = useQuery().get('job');
   const appPath = `/apps/${team}/${name}`;
 
   const onEnd = () => {
     setStreamEnded(true);
     polled.reload();
   };
+
+  const selected = run?.jobs.find((job) => job.key === selectedKey) ?? null;
+  // Without a choice, the steps shown are those of the job that matters now.
+  const shown = selected ?? (run ? jobInFocus(run.jobs) : null);
+  const pendingApprovals =
+    run?.jobs.filter((job) => job.environment?.approval?.status === 'pending') ?? [];
 
   return (
     <main className="page">
@@ -45,22 +58,67 @@ export function RunPage({ team, name, number }: { team: string; name: string; nu
         )
       ) : (
         <>
-          <RunHeader run={run} now={now} onCancelled={polled.reload} />
+          <RunHeader run={run} now={now} onChanged={polled.reload} />
           <ErrorNote error={polled.error} />
           {run.error && (
             <p className="error-note" data-testid="run-error">
               {run.error}
             </p>
           )}
+          {pendingApprovals.map((job) => (
+            <ApprovalBox key={job.key} run={run} job={job} now={now} onDecided={polled.reload} />
+          ))}
+          <section className="card graph-card">
+            {run.jobs.length === 0 ? (
+              <p className="muted">Planning…</p>
+            ) : (
+              <JobGraph
+                jobs={run.jobs}
+                selected={selected?.key ?? null}
+                onSelect={(key) => updateQuery({ job: key === selectedKey ? null : key })}
+                now={now}
+              />
+            )}
+          </section>
+          {run.summary && (
+            <section className="card run-summary">
+              <h2>Summary</h2>
+              <Markdown source={run.summary} testId="run-summary" />
+            </section>
+          )}
           <div className="run-layout">
-            <JobsPanel run={run} now={now} />
-            <LogView
-              team={team}
-              app={name}
-              run={number}
-              stepLabel={(step) => stepLabel(run, step)}
-              onEnd={onEnd}
-            />
+            {shown ? <JobDetail job={shown} now={now} /> : <aside />}
+            <div className="log-column">
+              <div className="log-heading">
+                <span data-testid="log-scope">
+                  {selected ? (
+                    <>
+                      Log of <strong>{selected.key}</strong>
+                    </>
+                  ) : (
+                    'Log of all jobs'
+                  )}
+                </span>
+                {selected && (
+                  <button
+                    type="button"
+                    className="button-small"
+                    onClick={() => updateQuery({ job: null })}
+                    data-testid="log-all-jobs"
+                  >
+                    All jobs
+                  </button>
+                )}
+              </div>
+              <LogView
+                team={team}
+                app={name}
+                run={number}
+                job={selected?.key ?? null}
+                stepLabel={(step) => stepLabel(run, step)}
+                onEnd={onEnd}
+              />
+            </div>
           </div>
         </>
       )}
@@ -68,127 +126,25 @@ export function RunPage({ team, name, number }: { team: string; name: string; nu
   );
 }
 
-function RunHeader({ run, now, onCancelled }: { run: Run; now: number; onCancelled: () => void }) {
-  const [cancelling, setCancelling] = useState(false);
-  const [error, setError] = useState<Error | null>(null);
-  const cancellable = run.status === 'queued' || run.status === 'running';
-
-  const cancel = async () => {
-    setCancelling(true);
-    setError(null);
-    try {
-      await api.cancelRun(run.team, run.app, run.number);
-      onCancelled();
-    } catch (failure) {
-      setError(failure as Error);
-    } finally {
-      setCancelling(false);
-    }
-  };
-
+/** The job to look at: one waiting for approval, else running, else failed, else the first. */
+function jobInFocus(jobs: Job[]): Job | null {
   return (
-    <section className="run-header">
-      <div className="run-title-line">
-        <h1 data-testid="run-title">Run #{run.number}</h1>
-        <StatusBadge status={run.status} testId="run-status" />
-        {cancellable && (
-          <button
-            type="button"
-            className="button-danger"
-            disabled={cancelling}
-            onClick={() => void cancel()}
-            data-testid="run-cancel"
-          >
-            {cancelling ? 'Cancelling…' : 'Cancel run'}
-          </button>
-        )}
-      </div>
-      <ErrorNote error={error} />
-      <div className="run-meta">
-        <span>
-          <span className="meta-label">Commit</span>
-          <code title={run.commit} data-testid="run-commit">
-            {shortSha(run.commit)}
-          </code>{' '}
-          {firstLine(run.commitMessage)}
-        </span>
-        <span>
-          <span className="meta-label">Ref</span>
-          <code>{run.ref}</code>
-        </span>
-        <span>
-          <span className="meta-label">By</span>
-          {run.actor ?? '—'} <span className="muted">({run.trigger})</span>
-        </span>
-        <span>
-          <span className="meta-label">Started</span>
-          {formatTimestamp(run.startedAt ?? run.createdAt)}
-        </span>
-        <span>
-          <span className="meta-label">Duration</span>
-          <span data-testid="run-duration">
-            {elapsed(run.startedAt, run.finishedAt, now) || '—'}
-          </span>
-        </span>
-      </div>
-    </section>
+    jobs.find((job) => job.environment?.approval?.status === 'pending') ??
+    jobs.find((job) => job.status === 'running') ??
+    jobs.find((job) => job.status === 'failed') ??
+    jobs[0] ??
+    null
   );
 }
 
-function JobsPanel({ run, now }: { run: Run; now: number }) {
-  return (
-    <aside className="jobs">
-      {run.jobs.length === 0 && <p className="muted">Planning…</p>}
-      {run.jobs.map((job) => {
-        const starts = job.steps.map((s) => s.startedAt).filter((t): t is string => !!t);
-        const ends = job.steps.map((s) => s.finishedAt);
-        const jobDone = job.steps.length > 0 && ends.every((t) => !!t);
-        const first = starts.sort()[0] ?? null;
-        const last = jobDone ? ([...ends].sort().pop() ?? null) : null;
-        return (
-          <section
-            key={job.id}
-            className="job"
-            data-testid="job"
-            data-job={job.name}
-            data-status={job.status}
-          >
-            <header className="job-head">
-              <StatusBadge status={job.status} />
-              <span className="job-name">{job.name}</span>
-              <span className="duration">{elapsed(first, last, now)}</span>
-            </header>
-            <ol className="steps">
-              {job.steps.map((step) => (
-                <li
-                  key={step.index}
-                  className="step"
-                  data-testid="step"
-                  data-status={step.status}
-                  title={step.exitCode !== null ? `exit code ${step.exitCode}` : undefined}
-                >
-                  <StatusBadge status={step.status} />
-                  <span className="step-name">{step.name}</span>
-                  {step.exitCode !== null && step.exitCode !== 0 && (
-                    <span className="exit-code">exit {step.exitCode}</span>
-                  )}
-                  <span className="duration">{elapsed(step.startedAt, step.finishedAt, now)}</span>
-                </li>
-              ))}
-            </ol>
-          </section>
-        );
-      })}
-    </aside>
-  );
-}
-
-/** "build/2" -> "build › Run tests", from the run's own job and step names. */
+/** "build/2" -> "build › Run tests", from the run's own job keys and step names. */
 function stepLabel(run: Run, step: string): string {
-  const slash = step.lastIndexOf('/');
-  const jobName = step.slice(0, slash);
-  const index = Number(step.slice(slash + 1));
-  const job = run.jobs.find((j) => j.name === jobName || j.id === jobName);
-  const found = job?.steps.find((s) => s.index === index);
-  return found ? `${job?.name} › ${found.name}` : step;
+  const key = jobOfStep(step);
+  const part = step.slice(key.length + 1);
+  if (!part) return step;
+  const found = run.jobs
+    .find((job) => job.key === key)
+    ?.steps.find((s) => String(s.index) === part);
+  // Lines of the job's own (e.g. "build/setup") keep their part's name.
+  return `${key} › ${found?.name ?? part}`;
 }
