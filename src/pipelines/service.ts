@@ -106,30 +106,8 @@ export class PipelineService {
         .line(
           `error: the server stopped during this run; it was marked failed on restart${killed ? ` and its ${killed} leftover process(es) killed` : ''}`,
         );
-      await this.options.db
-        .updateTable('run_steps')
-        .set({ status: 'failed', finished_at: now() })
-        .where('run_id', '=', run.id)
-        .where('status', '=', 'running')
-        .execute();
-      await this.options.db
-        .updateTable('run_steps')
-        .set({ status: 'skipped' })
-        .where('run_id', '=', run.id)
-        .where('status', '=', 'pending')
-        .execute();
-      await this.options.db
-        .updateTable('run_jobs')
-        .set({ status: 'failed', finished_at: now() })
-        .where('run_id', '=', run.id)
-        .where('status', 'in', ['running', 'queued', 'waiting'])
-        .execute();
-      await this.options.db
-        .updateTable('run_jobs')
-        .set({ status: 'skipped' })
-        .where('run_id', '=', run.id)
-        .where('status', '=', 'pending')
-        .execute();
+      await this.settleRows(run.id, ['running', 'queued', 'waiting'], 'failed', now());
+      await this.settleRows(run.id, ['pending'], 'skipped');
       await this.options.db
         .updateTable('approvals')
         .set({ status: 'expired', decided_at: now() })
@@ -305,16 +283,7 @@ export class PipelineService {
     const index = this.waiting.indexOf(runId);
     if (index >= 0) {
       this.waiting.splice(index, 1);
-      await this.options.db
-        .updateTable('run_steps')
-        .set({ status: 'cancelled' })
-        .where('run_id', '=', runId)
-        .execute();
-      await this.options.db
-        .updateTable('run_jobs')
-        .set({ status: 'cancelled' })
-        .where('run_id', '=', runId)
-        .execute();
+      await this.settleRows(runId, ['pending'], 'cancelled');
       await this.finish(run, 'cancelled', 'cancelled before it started');
       return;
     }
@@ -545,18 +514,7 @@ export class PipelineService {
           log.line(
             `run #${run.number} cancelled: a newer run of concurrency group "${group}" replaced it`,
           );
-          await this.options.db
-            .updateTable('run_jobs')
-            .set({ status: 'cancelled' })
-            .where('run_id', '=', run.id)
-            .where('status', '=', 'pending')
-            .execute();
-          await this.options.db
-            .updateTable('run_steps')
-            .set({ status: 'cancelled' })
-            .where('run_id', '=', run.id)
-            .where('status', '=', 'pending')
-            .execute();
+          await this.settleRows(run.id, ['pending'], 'cancelled');
           await this.finish(
             run,
             'cancelled',
@@ -611,6 +569,19 @@ export class PipelineService {
       const approval = spec?.environments[environment]?.approval;
       return approval ? { team: approval.team, timeoutMinutes: approval.timeoutMinutes } : null;
     };
+  }
+
+  /** Moves a run's jobs and steps that are in one of the `from` states to `to`. */
+  private async settleRows(runId: string, from: string[], to: string, finishedAt?: string) {
+    const update = finishedAt ? { status: to, finished_at: finishedAt } : { status: to };
+    for (const table of ['run_jobs', 'run_steps'] as const) {
+      await this.options.db
+        .updateTable(table)
+        .set(update)
+        .where('run_id', '=', runId)
+        .where('status', 'in', from)
+        .execute();
+    }
   }
 
   private async finish(
