@@ -319,7 +319,7 @@ export async function runJob(
           const lines = ctx.log.lineSplitter(stepKey);
           const result = await session.runScript({
             script: interpolate(step.run, context()),
-            shell: step.shell ?? job.defaults.shell ?? ctx.workflow.defaults.shell ?? 'bash',
+            shell: step.shell ?? job.defaults.shell ?? ctx.workflow.defaults.shell ?? 'default',
             cwd,
             env: {
               ...base,

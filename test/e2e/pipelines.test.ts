@@ -12,6 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { ensureBusyboxHttpImage, ensureBusyboxImage, podmanInstalled } from '../support/images.js';
 import {
   api,
   cloneUrl,
@@ -521,4 +522,36 @@ runs:
     log,
     /\.valve\/actions\/broken\/action\.yml:3:10: runs\.using: expected "composite"/,
   );
+});
+
+test('a job with container: and services: runs in podman, reaching its service by name', async (t) => {
+  if (!(await podmanInstalled())) {
+    t.skip('podman is not installed (scripts/setup-podman.sh installs it)');
+    return;
+  }
+  const image = await ensureBusyboxImage();
+  const httpImage = await ensureBusyboxHttpImage();
+  const { app, dir } = await appWith({
+    'containers.yml': `on: push
+jobs:
+  in-podman:
+    runs-on: podman
+    container:
+      image: ${image}
+      env:
+        WHERE: container
+    services:
+      web:
+        image: ${httpImage}
+    steps:
+      - run: echo "in the $WHERE, $(cat /etc/os-release 2>/dev/null | head -1 || echo no os-release)"
+      - run: wget -q -O - http://web/ && echo " <- from the web service by name"
+`,
+  });
+  push(dir, 'containers');
+  const run = (await waitForRun(valve, alice, app, 1)) as unknown as Run;
+  const log = await runLog(valve, alice, app, 1);
+  assert.equal(run.status, 'succeeded', log);
+  assert.match(log, /in the container/);
+  assert.match(log, /<- from the web service by name/);
 });

@@ -32,7 +32,8 @@ export interface JobSpec {
 
 export interface ScriptRequest {
   script: string;
-  shell: 'bash' | 'sh';
+  /** `default`: no shell given in the workflow (bash, or sh where there is no bash). */
+  shell: 'bash' | 'sh' | 'default';
   /** A host path inside the job's workspace; the executor maps it to where its processes see it. */
   cwd: string;
   env: Record<string, string>;
