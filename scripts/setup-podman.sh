@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the podman executor and its tests need (podman, buildah, runc, bubblewrap,
-# a static busybox for test images, skopeo) and writes the containers.conf that makes
+# Installs what the podman executor, the builders and their tests need (podman, buildah, runc,
+# bubblewrap, a static busybox for test images, skopeo, docker-registry as a remote registry
+# and apache2-utils for its htpasswd) and writes the containers.conf that makes
 # `podman run` work on these machines: the default crun fails on their hybrid cgroups, and
 # setting rlimits is not permitted, so: runtime runc, no default ulimits.
 #
@@ -8,7 +9,7 @@
 # only that file), otherwise to /etc/containers/containers.conf.d/valve.conf.
 set -euo pipefail
 
-want=(podman buildah runc bubblewrap busybox-static skopeo)
+want=(podman buildah runc bubblewrap busybox-static skopeo docker-registry apache2-utils)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -15,6 +15,7 @@ import {
   type AppRecord,
 } from './apps/index.js';
 import { AuthService, authMigrations, authRoutes, type Role } from './auth/index.js';
+import { buildRoutes } from './build/index.js';
 import type { ValveConfig } from './config.js';
 import { consoleRoutes } from './console/routes.js';
 import { DeployService, deployMigrations } from './deploy/index.js';
@@ -34,7 +35,24 @@ import {
   pipelineMigrations,
   pipelineRoutes,
 } from './pipelines/index.js';
-import { Registry, registryRoutes } from './registry/index.js';
+import {
+  Registry,
+  RegistryTokens,
+  acceptRegistryTokens,
+  bearerRegistryToken,
+  registryAdminRoutes,
+  registryRoutes,
+  registryTokenRoutes,
+  type RegistryRoutesOptions,
+} from './registry/index.js';
+import {
+  ImageCatalog,
+  PushLog,
+  catalogRoutes,
+  recordPipelinePushes,
+  registryCatalogMigrations,
+  type RunningRun,
+} from './registry/catalog/index.js';
 import { openStore } from './store/index.js';
 
 export interface RunningServer {
@@ -57,11 +75,17 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
     appMigrations,
     deployMigrations,
     pipelineMigrations,
+    registryCatalogMigrations,
   ]);
   const events = new EventBus();
   const auth = new AuthService(store.db);
   const git = new GitService(join(config.dataDir, 'git'), events);
-  const registry = new Registry({ dataDir: config.dataDir });
+  const registry = new Registry({
+    dataDir: config.dataDir,
+    storage: config.registryStorage,
+    gc: config.registryGc,
+  });
+  const imagePushes = new PushLog(store.db);
   const target = new LocalTarget({
     dataDir: config.dataDir,
     portBase: config.appPortBase,
@@ -85,7 +109,21 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
     events,
     logs,
     executors: await createExecutors({ kubeconfig: process.env.VALVE_KUBECONFIG, log }),
-    services: { git, registry, deploy, registryHost: () => registryHost },
+    services: {
+      git,
+      // Images the build step stores are recorded as pushed by the run building that commit.
+      registry: recordPipelinePushes(
+        registry,
+        imagePushes,
+        async (team, name): Promise<RunningRun[]> => {
+          const app = await apps.find(team, name);
+          const running = app ? await pipelines.list([app.id], { status: 'running' }) : [];
+          return running.map((run) => ({ ...run, commit: run.commit_sha }));
+        },
+      ),
+      deploy,
+      registryHost: () => registryHost,
+    },
     secrets,
     workspaceRoot: join(config.dataDir, 'workspaces'),
     storageRoot: join(config.dataDir, 'pipelines'),
@@ -170,25 +208,68 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
         apps.authorizeGit(principal, team, repo, access),
     }),
   );
+  // Registry clients authenticate with Basic (username + API token) or, after a Bearer
+  // challenge, with a token from the registry's token endpoint; both end at authorizeImage.
+  const imageAccess: Pick<RegistryRoutesOptions, 'authenticated' | 'authorize'> = {
+    authenticated: async (request) => {
+      try {
+        return (await principalOf(auth, request)) !== null;
+      } catch (error) {
+        if (error instanceof ValveError && error.status === 401) return false;
+        throw error;
+      }
+    },
+    authorize: async (request, repo, action) => {
+      let principal;
+      try {
+        principal = await principalOf(auth, request);
+      } catch {
+        return 'unauthenticated';
+      }
+      return apps.authorizeImage(principal, repo, action);
+    },
+  };
+  const registryTokens = RegistryTokens.load(config.dataDir);
+  await server.register(
+    registryTokenRoutes({
+      tokens: registryTokens,
+      subject: async (request) => (await principalOf(auth, request))?.username ?? null,
+      authorize: imageAccess.authorize,
+    }),
+  );
   await server.register(
     registryRoutes(registry, {
-      authenticated: async (request) => {
-        try {
-          return (await principalOf(auth, request)) !== null;
-        } catch (error) {
-          if (error instanceof ValveError && error.status === 401) return false;
-          throw error;
-        }
+      ...acceptRegistryTokens(registryTokens, imageAccess),
+      challenge: (request, scope) => registryTokens.challenge(baseUrl(request), scope),
+      onManifestPushed: async (request, pushed) => {
+        // A registry token names its user; Basic and API tokens make a principal.
+        const token = bearerRegistryToken(request);
+        const pushedBy = token
+          ? ((await registryTokens.verify(token))?.subject ?? null)
+          : ((await principalOf(auth, request))?.username ?? null);
+        await imagePushes.record({ ...pushed, pushedBy, via: 'registry' });
       },
-      authorize: async (request, repo, action) => {
-        let principal;
-        try {
-          principal = await principalOf(auth, request);
-        } catch {
-          return 'unauthenticated';
-        }
-        return apps.authorizeImage(principal, repo, action);
+    }),
+  );
+  await server.register(
+    catalogRoutes({
+      catalog: new ImageCatalog(registry, imagePushes),
+      authorize: async (request, repo, action) =>
+        apps.authorizeImage(await principalOf(auth, request), repo, action),
+      teamAccess: async (request, team, minimum) => {
+        const found = await auth.teamByName(team);
+        if (!found) throw new ValveError('NOT_FOUND', `team ${team} not found`);
+        await auth.requireRole(await requirePrincipal(auth, request), found.id, minimum);
       },
+    }),
+  );
+  await server.register(registryAdminRoutes({ registry, auth, admins: config.admins }));
+  // Rootfs tarball imports: whoever may push a repository through the registry may import.
+  await server.register(
+    buildRoutes({
+      registry,
+      authorizePush: async (request, repo) =>
+        apps.authorizeImage(await principalOf(auth, request), repo, 'push'),
     }),
   );
   await server.register(consoleRoutes({ distDir: consoleDist }));

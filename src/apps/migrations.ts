@@ -10,6 +10,8 @@ export interface AppTables {
     default_branch: string;
     created_by: string;
     created_at: string;
+    /** 1 when anyone, signed in or not, may pull the app's image repository. */
+    image_public: number;
   };
 }
 
@@ -27,6 +29,14 @@ export const appMigrations: NamedMigrations = {
         .addColumn('created_by', 'text', (c) => c.notNull())
         .addColumn('created_at', 'text', (c) => c.notNull())
         .addUniqueConstraint('apps_team_name', ['team', 'name'])
+        .execute();
+    },
+  },
+  '2026112340_apps_image_public': {
+    async up(db) {
+      await db.schema
+        .alterTable('apps')
+        .addColumn('image_public', 'integer', (c) => c.notNull().defaultTo(0))
         .execute();
     },
   },

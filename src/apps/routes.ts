@@ -4,7 +4,7 @@ import type { DeployService } from '../deploy/index.js';
 import { parseInput } from '../http/errors.js';
 import { requirePrincipal } from '../http/principal.js';
 import type { PipelineService } from '../pipelines/index.js';
-import { AppService, createAppInput, type AppRecord } from './service.js';
+import { AppService, createAppInput, updateAppInput, type AppRecord } from './service.js';
 import { listTemplates } from './templates.js';
 
 export interface AppRoutesOptions {
@@ -31,6 +31,7 @@ export function appRoutes(options: AppRoutesOptions) {
       gitUrl: `${base}/git/${app.team}/${app.name}.git`,
       deployGitUrl: `${base}/git/${app.team}/${app.name}.deploy.git`,
       image: `${new URL(base).host}/${app.team}/${app.name}`,
+      imagePublic: app.image_public === 1,
       environments: await deploy.environments(app.team, app.name),
       lastRun: lastRun ? await pipelines.view(lastRun) : null,
     };
@@ -58,6 +59,19 @@ export function appRoutes(options: AppRoutesOptions) {
       async (request) => {
         const principal = await requirePrincipal(auth, request);
         return view(request, await apps.access(principal, request.params.team, request.params.app));
+      },
+    );
+
+    // Team admins only: `imagePublic` lets anyone pull the app's image without signing in.
+    server.patch<{ Params: { team: string; app: string } }>(
+      '/api/apps/:team/:app',
+      async (request) => {
+        const principal = await requirePrincipal(auth, request);
+        const { team, app } = request.params;
+        return view(
+          request,
+          await apps.update(principal, team, app, parseInput(updateAppInput, request.body)),
+        );
       },
     );
 

@@ -18,6 +18,8 @@ export const createAppInput = z.object({
   template: z.string().min(1),
 });
 
+export const updateAppInput = z.strictObject({ imagePublic: z.boolean().optional() });
+
 export const sourceRepoPath = (team: string, app: string) => `${team}/${app}.git`;
 
 /** Apps: a source repo, a deploy repo and an image repository, owned by one team. */
@@ -66,6 +68,7 @@ export class AppService {
         default_branch: 'main',
         created_by: principal.username,
         created_at: now(),
+        image_public: 0,
       };
       await this.db.insertInto('apps').values(record).execute();
       return record;
@@ -113,6 +116,24 @@ export class AppService {
     return app;
   }
 
+  /** Changes an app's settings; team admins only. */
+  async update(
+    principal: Principal,
+    team: string,
+    name: string,
+    change: z.infer<typeof updateAppInput>,
+  ): Promise<AppRecord> {
+    const app = await this.access(principal, team, name, 'admin');
+    if (change.imagePublic === undefined) return app;
+    const imagePublic = change.imagePublic ? 1 : 0;
+    await this.db
+      .updateTable('apps')
+      .set({ image_public: imagePublic })
+      .where('id', '=', app.id)
+      .execute();
+    return { ...app, image_public: imagePublic };
+  }
+
   async listFor(principal: Principal): Promise<AppRecord[]> {
     const teams = (await this.auth.memberships(principal.userId)).filter(
       (m) => m.status === 'active',
@@ -154,10 +175,16 @@ export class AppService {
     return `${team}/${repo}.git`;
   }
 
-  /** Registry access for repository `team/app`: pull for members, push for developers. */
+  /**
+   * Registry access for repository `team/app`: pull for members, push for developers; pull for
+   * anyone, signed in or not, when the app's image is public.
+   */
   async authorizeImage(principal: Principal | null, repository: string, action: 'pull' | 'push') {
-    if (!principal) return 'unauthenticated' as const;
     const [team = '', name = '', ...rest] = repository.split('/');
+    if (action === 'pull' && rest.length === 0 && (await this.find(team, name))?.image_public) {
+      return 'ok' as const;
+    }
+    if (!principal) return 'unauthenticated' as const;
     if (rest.length) return 'denied' as const;
     try {
       await this.access(principal, team, name, action === 'push' ? 'developer' : 'viewer');

@@ -26,7 +26,13 @@ export interface TeamMembership {
 const SESSION_DAYS = 14;
 const sha256 = (value: string) => createHash('sha256').update(value).digest('hex');
 
+/** How precisely `api_tokens.last_used_at` is kept (see principalFromToken). */
+const TOKEN_USE_RESOLUTION_MS = 60_000;
+
 export class AuthService {
+  /** When each token's use was last written, so busy clients do not write on every request. */
+  private readonly tokenUseRecorded = new Map<string, number>();
+
   constructor(private readonly db: Kysely<AuthTables>) {}
 
   /**
@@ -164,11 +170,17 @@ export class AuthService {
     if (!row) return null;
     // With Basic auth the username must match the token's owner, as on GitHub and GitLab.
     if (username !== undefined && username !== row.username) return null;
-    await this.db
-      .updateTable('api_tokens')
-      .set({ last_used_at: now() })
-      .where('id', '=', row.token_id)
-      .execute();
+    // At most one write a minute per token: with `synchronous = FULL` every write is an fsync,
+    // and git or a registry client sends the token with every request.
+    const last = this.tokenUseRecorded.get(row.token_id) ?? 0;
+    if (Date.now() - last >= TOKEN_USE_RESOLUTION_MS) {
+      this.tokenUseRecorded.set(row.token_id, Date.now());
+      await this.db
+        .updateTable('api_tokens')
+        .set({ last_used_at: now() })
+        .where('id', '=', row.token_id)
+        .execute();
+    }
     return { userId: row.id, username: row.username, via: 'token' };
   }
 

@@ -20,22 +20,28 @@ export interface ContainerConfig {
   Cmd?: string[];
   WorkingDir?: string;
   Labels?: Record<string, string>;
+  /** Fields Valve does not set but keeps from a base image (StopSignal, Volumes, ...). */
+  [field: string]: unknown;
 }
 
 export interface HistoryEntry {
-  created: string;
-  created_by: string;
+  created?: string;
+  created_by?: string;
+  comment?: string;
+  author?: string;
   empty_layer?: boolean;
 }
 
 /**
- * What an image starts from: its layers, their diff IDs, its config and history. Today the
- * builder always starts from `scratchBase()`; a `baseImage` option would read these from the
- * base image's manifest and config, and everything after stays the same.
+ * What an image starts from: its layers, their diff IDs, its config and history. Either
+ * `scratchBase()` or a base image read by `resolveBase` (base-image.ts); the layers the build
+ * adds go on top, and the config is merged onto the base's.
  */
 export interface ImageBase {
   architecture: string;
   os: string;
+  variant?: string;
+  /** The base's layers as its manifest lists them (media types kept: Docker or OCI). */
   layers: Descriptor[];
   diffIds: string[];
   config: ContainerConfig;
@@ -54,7 +60,7 @@ export function scratchBase(): ImageBase {
 export function containerConfig(
   base: ContainerConfig,
   runtime: ImageRuntimeConfig,
-  workingDir: string,
+  workingDir: string | undefined,
 ): ContainerConfig {
   const env = new Map<string, string>();
   for (const entry of base.Env ?? []) {
@@ -70,7 +76,19 @@ export function containerConfig(
   const labels = { ...base.Labels, ...runtime.labels };
   const labelKeys = Object.keys(labels).sort();
 
+  // Fields of the base's config that Valve does not manage stay as they were.
+  const {
+    User: _user,
+    ExposedPorts: _ports,
+    Env: _env,
+    Entrypoint: _entrypoint,
+    Cmd: _cmd,
+    WorkingDir: _workingDir,
+    Labels: _labels,
+    ...kept
+  } = base;
   return {
+    ...kept,
     User: runtime.user ?? base.User,
     ExposedPorts: ports.size
       ? Object.fromEntries([...ports].sort(comparePorts).map((port) => [port, {}]))
@@ -79,7 +97,7 @@ export function containerConfig(
     Entrypoint: runtime.entrypoint ?? base.Entrypoint,
     // As with a Dockerfile, a new entrypoint drops the base's CMD.
     Cmd: runtime.cmd ?? (runtime.entrypoint ? undefined : base.Cmd),
-    WorkingDir: workingDir,
+    WorkingDir: workingDir ?? base.WorkingDir,
     Labels: labelKeys.length
       ? Object.fromEntries(labelKeys.map((key) => [key, labels[key]!]))
       : undefined,
@@ -99,6 +117,7 @@ export function imageConfigDocument(options: {
       created: options.created,
       architecture: options.base.architecture,
       os: options.base.os,
+      variant: options.base.variant,
       config: options.config,
       rootfs: { type: 'layers', diff_ids: options.diffIds },
       history: options.history,

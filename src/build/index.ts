@@ -1,154 +1,77 @@
-import path from 'node:path';
-import { z } from 'zod';
+/**
+ * The build subsystem's interface: `build()` makes an image with the builder the options call
+ * for and puts it into Valve's registry; `importRootfs()` turns a root filesystem tarball into
+ * a base image; `buildRoutes` is the HTTP API for the import. Other subsystems import from
+ * here only.
+ */
 import { invalidInput } from '../errors.js';
-import {
-  mediaTypes,
-  validateRepositoryName,
-  validateTag,
-  type Registry,
-} from '../registry/index.js';
-import { listContext } from './context-files.js';
-import {
-  containerConfig,
-  imageConfigDocument,
-  imageManifestDocument,
-  scratchBase,
-  type ImageRuntimeConfig,
-} from './image-config.js';
-import { packLayer } from './layer.js';
+import type { Builder, BuilderName, BuildOptions, BuiltImage } from './builder.js';
 
+export type {
+  Builder,
+  BuilderCapabilities,
+  BuilderName,
+  BuildOptions,
+  BuiltImage,
+} from './builder.js';
+export { builderNames } from './builder.js';
 export type { ImageRuntimeConfig } from './image-config.js';
+export { buildImage, type BuildImageOptions } from './native.js';
+export { importRootfs, type ImportRootfsOptions } from './import-rootfs.js';
+export { parseImageReference, type ImageReference } from './image-reference.js';
+export type { RegistryCredentials } from './registry-client.js';
+export { buildRoutes, type BuildRoutesOptions } from './routes.js';
 
-export interface BuildImageOptions {
-  /** The directory whose tree becomes the app layer. */
-  contextDir: string;
-  /** Names (at any depth) or context-relative paths left out; default `['.git']`. */
-  exclude?: string[];
-  /** Where the context lands in the image, and the process's working directory; default `/app`. */
-  workingDir?: string;
-  config: ImageRuntimeConfig;
-  registry: Registry;
-  repo: string;
-  tag: string;
-  onProgress?: (message: string) => void;
+/** Builders load on first use: the Dockerfile builder's process handling only when needed. */
+const builders: Record<BuilderName, () => Promise<Builder>> = {
+  native: async () => (await import('./native.js')).nativeBuilder,
+  dockerfile: async () => (await import('./dockerfile.js')).dockerfileBuilder,
+};
+
+export function loadBuilder(name: BuilderName): Promise<Builder> {
+  return builders[name]();
 }
 
-export interface BuiltImage {
-  /** `repo@sha256:...`, what a deploy pins. */
-  reference: string;
-  /** The manifest's digest. */
-  digest: string;
-  /** Bytes a pull transfers: manifest, config and compressed layers. */
-  size: number;
-  layers: number;
+/** A Dockerfile selects the `dockerfile` builder; everything else is built natively. */
+export function builderFor(options: Pick<BuildOptions, 'dockerfile'>): BuilderName {
+  return options.dockerfile !== undefined ? 'dockerfile' : 'native';
 }
-
-const runtimeConfigSchema = z.object({
-  entrypoint: z.array(z.string()).min(1).optional(),
-  cmd: z.array(z.string()).optional(),
-  env: z
-    .record(
-      z.string().regex(/^[^=\s]+$/, 'expected a variable name without "=" or spaces'),
-      z.string(),
-    )
-    .optional(),
-  exposedPorts: z.array(z.number().int().min(1).max(65535)).optional(),
-  user: z.string().min(1).optional(),
-  labels: z.record(z.string().min(1), z.string()).optional(),
-});
 
 /**
- * Builds an image from a directory without a daemon: one reproducible gzip tar layer holding
- * the context under `workingDir`, an OCI image config and an OCI image manifest, stored in the
- * registry and tagged `repo:tag`. The same tree and options give the same digest, whatever the
- * files' timestamps, owners or the order the filesystem lists them in.
- *
- * The image has no base (like `FROM scratch`): it carries only the app, which the local
- * target runs with the host's runtimes. The steps are shaped for a base image: its layers and
- * config would replace `scratchBase()` and the app layer is appended on top.
+ * Builds with the builder the options call for, after checking that it can honour them (a
+ * `buildArgs` without a Dockerfile is refused, naming the option) and that it can run here.
  */
-export async function buildImage(options: BuildImageOptions): Promise<BuiltImage> {
-  const { registry, repo, tag } = options;
-  const progress = options.onProgress ?? (() => undefined);
-  validateRepositoryName(repo);
-  validateTag(tag);
-  const runtime = parseRuntimeConfig(options.config);
-  const workingDir = normalizeWorkingDir(options.workingDir ?? '/app');
-  const epoch = sourceDateEpoch();
-  const created = new Date(epoch * 1000).toISOString();
-
-  const base = scratchBase();
-
-  progress(`packing ${options.contextDir} into ${workingDir}`);
-  const entries = await listContext(
-    options.contextDir,
-    options.exclude ?? ['.git'],
-    (file, reason) => progress(`skipped ${file}: ${reason}`),
-  );
-  const layer = await packLayer(entries, { workingDir, mtime: new Date(epoch * 1000) }, (data) =>
-    registry.putBlob(data),
-  );
-  progress(
-    `layer ${layer.descriptor.digest} (${entries.length} entries, ${layer.descriptor.size} bytes)`,
-  );
-
-  const layers = [...base.layers, layer.descriptor];
-  const configBody = imageConfigDocument({
-    base,
-    config: containerConfig(base.config, runtime, workingDir),
-    diffIds: [...base.diffIds, layer.diffId],
-    created,
-    // Deliberately free of the context's host path, which would change the digest.
-    history: [
-      ...base.history,
-      { created, created_by: `valve build: copy context to ${workingDir}` },
-    ],
-  });
-  const config = await registry.putBlob(configBody);
-  progress(`config ${config.digest}`);
-
-  const manifestBody = imageManifestDocument(
-    { mediaType: mediaTypes.ociConfig, digest: config.digest, size: config.size },
-    layers,
-  );
-  const { digest } = await registry.putManifest(repo, tag, manifestBody, mediaTypes.ociManifest);
-  progress(`pushed ${repo}:${tag} as ${digest}`);
-
-  return {
-    reference: `${repo}@${digest}`,
-    digest,
-    size: manifestBody.length + config.size + layers.reduce((sum, each) => sum + each.size, 0),
-    layers: layers.length,
-  };
-}
-
-function parseRuntimeConfig(config: ImageRuntimeConfig): ImageRuntimeConfig {
-  const result = runtimeConfigSchema.safeParse(config);
-  if (!result.success) {
-    const problems = result.error.issues
-      .map((issue) => `config.${issue.path.join('.')}: ${issue.message}`)
-      .join('; ');
-    throw invalidInput(`invalid image config: ${problems}`, { issues: result.error.issues });
+export async function build(options: BuildOptions): Promise<BuiltImage> {
+  const builder = await loadBuilder(builderFor(options));
+  const { capabilities } = builder;
+  const refuse = (option: string, why: string) =>
+    invalidInput(`${option}: ${why}`, { parameter: option, builder: builder.name });
+  if (options.buildArgs && Object.keys(options.buildArgs).length && !capabilities.buildArgs) {
+    throw refuse('buildArgs', 'build arguments need a Dockerfile (dockerfile)');
   }
-  return result.data;
-}
-
-function normalizeWorkingDir(dir: string): string {
-  const normalized = path.posix.normalize(dir);
-  if (!path.posix.isAbsolute(dir) || normalized.split('/').includes('..')) {
-    throw invalidInput(`workingDir must be an absolute path like /app, got "${dir}"`, {
-      workingDir: dir,
-    });
+  if (!capabilities.contextLayout) {
+    if (options.workingDir !== undefined) {
+      throw refuse('workingDir', 'a Dockerfile build takes its WORKDIR from the Dockerfile');
+    }
+    if (options.exclude?.length) {
+      throw refuse('exclude', 'a Dockerfile build leaves files out with a .dockerignore file');
+    }
   }
-  return normalized.length > 1 ? normalized.replace(/\/+$/, '') : normalized;
-}
-
-/** Timestamps in the image: 0, or SOURCE_DATE_EPOCH (reproducible-builds.org) when set. */
-function sourceDateEpoch(): number {
-  const value = process.env.SOURCE_DATE_EPOCH;
-  if (value === undefined || value === '') return 0;
-  if (!/^\d+$/.test(value)) {
-    throw invalidInput(`SOURCE_DATE_EPOCH must be whole seconds since 1970, got "${value}"`);
+  if (capabilities.runtimeConfig === 'labels') {
+    const given = Object.entries(options.config ?? {}).filter(
+      ([key, value]) => key !== 'labels' && value !== undefined,
+    );
+    if (given.length) {
+      throw refuse(
+        `config.${given[0]![0]}`,
+        'a Dockerfile build takes entrypoint, cmd, env, ports and user from the Dockerfile',
+      );
+    }
   }
-  return Number(value);
+  if (options.base !== undefined && !capabilities.baseImages) {
+    throw refuse('base', `the ${builder.name} builder cannot start from a base image`);
+  }
+  const missing = await builder.unavailable();
+  if (missing) throw refuse(builder.name === 'dockerfile' ? 'dockerfile' : builder.name, missing);
+  return builder.build(options);
 }

@@ -5,7 +5,10 @@ import { registerApps, registerStatus } from './commands/apps.js';
 import { registerApprove } from './commands/approve.js';
 import { registerAuth } from './commands/auth.js';
 import { registerCancel } from './commands/cancel.js';
+import { registerImages } from './commands/images.js';
+import { registerImagesImport } from './commands/images-import.js';
 import { registerLogs } from './commands/logs.js';
+import { registerRegistry } from './commands/registry.js';
 import { registerRerun } from './commands/rerun.js';
 import { registerRun } from './commands/run.js';
 import { registerRuns } from './commands/runs.js';
@@ -26,6 +29,9 @@ registerRerun(program);
 registerCancel(program);
 registerApprove(program);
 registerSecrets(program);
+registerRegistry(program);
+registerImages(program);
+registerImagesImport(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   console.error(

@@ -112,3 +112,92 @@ export function duration(startedAt: string | null, finishedAt: string | null): s
 
 export const branchOf = (ref: string) => ref.replace(/^refs\/(heads|tags)\//, '');
 export const workflowFile = (path: string) => path.split('/').pop() ?? path;
+
+/** Who pushed an image (GET /api/teams/:team/images...). */
+export interface ImagePushView {
+  by: string | null;
+  at: string;
+  via: 'registry' | 'pipeline';
+  run: number | null;
+}
+export interface ImagePlatformView {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+export interface ImageRepositoryView {
+  repository: string;
+  app: string;
+  tagCount: number;
+  size: number;
+  lastPush: (ImagePushView & { tag: string | null; digest: string }) | null;
+}
+export interface ImageTagView {
+  tag: string;
+  digest: string;
+  mediaType: string;
+  kind: 'image' | 'index';
+  size: number;
+  platforms: ImagePlatformView[];
+  created: string | null;
+  pushed: ImagePushView | null;
+}
+export interface ImageDescriptorView {
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+export interface ImageManifestView {
+  repository: string;
+  digest: string;
+  mediaType: string;
+  kind: 'image' | 'index';
+  size: number;
+  created: string | null;
+  tags: string[];
+  pushed: ImagePushView | null;
+  platforms: ImagePlatformView[];
+  config:
+    | (ImageDescriptorView & {
+        os: string | null;
+        architecture: string | null;
+        variant: string | null;
+        entrypoint: string[] | null;
+        cmd: string[] | null;
+        env: string[];
+        ports: string[];
+        user: string | null;
+        workdir: string | null;
+        labels: Record<string, string>;
+      })
+    | null;
+  layers: ImageDescriptorView[];
+  manifests: (ImageDescriptorView & { platform: ImagePlatformView | null })[];
+  referrers?: (ImageDescriptorView & { artifactType: string | null })[];
+}
+
+/** "512 B", "4.2 KiB", "18 MiB" (binary units, as registries count). */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+export const platformLabel = (platform: ImagePlatformView) =>
+  [platform.os, platform.architecture, platform.variant].filter(Boolean).join('/');
+
+/** "cleo", or "run #12 (cleo)" for a pipeline's push; "" when unknown. */
+export function pushedByLabel(push: ImagePushView | null): string {
+  if (!push) return '';
+  if (push.via === 'pipeline') {
+    const run = push.run !== null ? `run #${push.run}` : 'pipeline';
+    return push.by ? `${run} (${push.by})` : run;
+  }
+  return push.by ?? 'anonymous';
+}

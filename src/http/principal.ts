@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { AuthService, Principal } from '../auth/service.js';
 import { ValveError } from '../errors.js';
+import { isJwtShaped } from '../registry/index.js';
 
 export const SESSION_COOKIE = 'valve_session';
 
@@ -8,7 +9,9 @@ const cache = new WeakMap<FastifyRequest, Promise<Principal | null>>();
 
 /**
  * Who is asking: a console session cookie, `Authorization: Bearer <token>`, or
- * `Authorization: Basic user:token` (what git, podman and skopeo send).
+ * `Authorization: Basic user:token` (what git, podman and skopeo send). A Bearer registry token
+ * (a JWT from the registry's token endpoint, checked by the registry routes alone) is no API
+ * credential: it makes nobody here.
  */
 export function principalOf(auth: AuthService, request: FastifyRequest): Promise<Principal | null> {
   let found = cache.get(request);
@@ -36,6 +39,7 @@ async function resolvePrincipal(
   if (header) {
     const [scheme, value = ''] = header.split(' ', 2);
     if (scheme?.toLowerCase() === 'bearer') {
+      if (isJwtShaped(value.trim())) return null;
       const principal = await auth.principalFromToken(value.trim());
       if (!principal) throw new ValveError('AUTH_BAD_CREDENTIALS');
       return principal;

@@ -29,20 +29,26 @@ const descriptor = z.object({
 
 export type Descriptor = z.infer<typeof descriptor>;
 
+const annotations = z.record(z.string(), z.string()).optional();
+
 const imageManifest = z.object({
   schemaVersion: z.literal(2),
   mediaType: z.string().optional(),
+  artifactType: z.string().min(1).optional(),
   config: descriptor,
   layers: z.array(descriptor),
   // `subject` may name a manifest that is not pushed yet (spec: "Push"), so it is not checked.
   subject: descriptor.optional(),
+  annotations,
 });
 
 const imageIndex = z.object({
   schemaVersion: z.literal(2),
   mediaType: z.string().optional(),
+  artifactType: z.string().min(1).optional(),
   manifests: z.array(descriptor),
   subject: descriptor.optional(),
+  annotations,
 });
 
 /** What a manifest needs to exist before it may be stored. */
@@ -51,6 +57,11 @@ export interface ManifestReferences {
   mediaType: string;
   blobs: Descriptor[];
   manifests: Descriptor[];
+  /** The manifest this one refers to (signatures, SBOMs, attestations: the referrers API). */
+  subject?: Descriptor;
+  /** What the referrers API lists as the artifact's type: `artifactType`, else the config's. */
+  artifactType?: string;
+  annotations?: Record<string, string>;
 }
 
 /** `application/vnd.oci.image.manifest.v1+json; charset=utf-8` -> the bare media type. */
@@ -103,8 +114,28 @@ export function parseManifest(body: Buffer, declaredMediaType: string): Manifest
       },
     );
   }
-  if ('manifests' in result.data) return { mediaType, blobs: [], manifests: result.data.manifests };
-  return { mediaType, blobs: [result.data.config, ...result.data.layers], manifests: [] };
+  const { subject, annotations: notes } = result.data;
+  const referrer = {
+    ...(subject ? { subject } : {}),
+    ...(notes ? { annotations: notes } : {}),
+  };
+  if ('manifests' in result.data) {
+    const { artifactType } = result.data;
+    return {
+      mediaType,
+      blobs: [],
+      manifests: result.data.manifests,
+      ...referrer,
+      ...(artifactType ? { artifactType } : {}),
+    };
+  }
+  return {
+    mediaType,
+    blobs: [result.data.config, ...result.data.layers],
+    manifests: [],
+    ...referrer,
+    artifactType: result.data.artifactType ?? result.data.config.mediaType,
+  };
 }
 
 function mediaTypeField(json: unknown): string | undefined {

@@ -9,15 +9,19 @@ export type RegistryPath =
   | { kind: 'uploads'; name: string }
   | { kind: 'upload'; name: string; id: string }
   | { kind: 'manifest'; name: string; reference: string }
-  | { kind: 'tags'; name: string };
+  | { kind: 'tags'; name: string }
+  | { kind: 'referrers'; name: string; digest: string }
+  | { kind: 'catalog' };
 
 const shapes: Array<[RegExp, (match: RegExpExecArray) => RegistryPath]> = [
   [/^$/, () => ({ kind: 'base' })],
+  [/^_catalog\/?$/, () => ({ kind: 'catalog' })],
   [/^(.+)\/blobs\/uploads\/?$/, (m) => ({ kind: 'uploads', name: m[1]! })],
   [/^(.+)\/blobs\/uploads\/([^/]+)$/, (m) => ({ kind: 'upload', name: m[1]!, id: m[2]! })],
   [/^(.+)\/blobs\/([^/]+)$/, (m) => ({ kind: 'blob', name: m[1]!, digest: m[2]! })],
   [/^(.+)\/manifests\/([^/]+)$/, (m) => ({ kind: 'manifest', name: m[1]!, reference: m[2]! })],
   [/^(.+)\/tags\/list\/?$/, (m) => ({ kind: 'tags', name: m[1]! })],
+  [/^(.+)\/referrers\/([^/]+)$/, (m) => ({ kind: 'referrers', name: m[1]!, digest: m[2]! })],
 ];
 
 /** Parses a request path such as `/v2/team/app/manifests/v1`; null when it is no API path. */
@@ -45,6 +49,8 @@ export const allowedMethods: Record<RegistryPath['kind'], readonly string[]> = {
   upload: ['GET', 'PATCH', 'PUT', 'DELETE'],
   manifest: ['GET', 'HEAD', 'PUT', 'DELETE'],
   tags: ['GET', 'HEAD'],
+  referrers: ['GET', 'HEAD'],
+  catalog: ['GET', 'HEAD'],
 };
 
 /**

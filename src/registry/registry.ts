@@ -1,7 +1,25 @@
 import { createHash } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { BlobStore, type BlobRange, type BlobSource, type StoredBlob } from './blob-store.js';
+import {
+  WriteFence,
+  collectGarbage,
+  defaultGarbageCollection,
+  type GarbageCollectionOptions,
+  type GarbageReport,
+} from './gc.js';
+import { TeamQuotas, type LinkedBlob, type TeamUsage } from './quota.js';
+import {
+  openBlobStorage,
+  readBlob,
+  stageBlob,
+  type BlobRange,
+  type BlobSource,
+  type BlobStorage,
+  type RegistryStorageConfig,
+  type StagedBlob,
+  type StoredBlob,
+} from './storage/index.js';
 import {
   existsOnDisk,
   isNotFound,
@@ -18,10 +36,15 @@ import {
   validateRepositoryName,
   validateTag,
 } from './names.js';
+import { ReferrersIndex, type ReferrerDescriptor } from './referrers.js';
 import { UploadSessions } from './upload-sessions.js';
 
 export interface RegistryOptions {
   dataDir: string;
+  /** Where blob bytes live; bookkeeping (links, tags, uploads) stays under `dataDir` always. */
+  storage?: RegistryStorageConfig;
+  /** Defaults of `collectGarbage` (grace period, age of abandoned uploads). */
+  gc?: Pick<GarbageCollectionOptions, 'graceMs' | 'uploadMaxAgeMs'>;
 }
 
 export interface StoredManifest {
@@ -53,39 +76,57 @@ export interface TagPage {
  * The OCI registry's storage and its internal API. Layout under `<dataDir>/registry/`:
  *
  *   blobs/sha256/<2 hex>/<hex>                     every blob and manifest, by content
+ *                                                  (in the bucket with the S3 driver)
  *   repositories/<name>/_blobs/sha256/<hex>        empty: the blob belongs to the repository
  *   repositories/<name>/_manifests/sha256/<hex>    the manifest's media type
  *   repositories/<name>/_tags/<tag>                the digest the tag points to
  *   uploads/<uuid>/{info.json,data}                resumable upload sessions
  *   tmp/                                           blobs being written, never visible
+ *   quotas.json                                    storage quota per team
  *
  * Repository bookkeeping lives under `_` names, which no name component can start with.
  */
 export class Registry {
   readonly root: string;
   readonly uploads: UploadSessions;
-  private readonly blobs: BlobStore;
+  private readonly blobs: BlobStorage;
+  private readonly fence: WriteFence;
+  private readonly quotas: TeamQuotas;
+  private readonly gcDefaults: Pick<GarbageCollectionOptions, 'graceMs' | 'uploadMaxAgeMs'>;
+  private gcRuns: Promise<unknown> = Promise.resolve();
+  private readonly referrers = new ReferrersIndex((repo) => this.repositoryPath(repo));
 
   constructor(options: RegistryOptions) {
     this.root = path.join(options.dataDir, 'registry');
-    this.blobs = new BlobStore(this.root);
-    this.uploads = new UploadSessions(this.root, this.blobs, (repo, digest) =>
-      this.linkBlob(repo, digest),
+    this.blobs = openBlobStorage(options.storage, this.root);
+    this.gcDefaults = { ...defaultGarbageCollection, ...options.gc };
+    this.fence = new WriteFence(this.gcDefaults.graceMs);
+    this.quotas = new TeamQuotas(path.join(this.root, 'quotas.json'), () => this.linkedBlobs());
+    this.uploads = new UploadSessions(this.root, (repo, staged) =>
+      this.commitToRepository(repo, staged),
     );
   }
 
   // --- blobs (the whole store) ---
 
-  putBlob(data: BlobSource, expectedDigest?: string): Promise<StoredBlob> {
-    return this.blobs.put(data, expectedDigest);
+  /** Stores a blob in no repository (trusted callers, e.g. the builder, before the manifest). */
+  async putBlob(data: BlobSource, expectedDigest?: string): Promise<StoredBlob> {
+    const staged = await stageBlob(this.blobs.stagingDir, data, expectedDigest);
+    try {
+      await this.fence.hold([staged.digest], () => this.blobs.adopt(staged.file, staged.digest));
+      return { digest: staged.digest, size: staged.size };
+    } finally {
+      await rm(staged.file, { force: true });
+    }
   }
 
   async hasBlob(digest: string): Promise<boolean> {
     return (await this.blobs.stat(digest)) !== null;
   }
 
-  statBlob(digest: string): Promise<{ size: number } | null> {
-    return this.blobs.stat(digest);
+  async statBlob(digest: string): Promise<{ size: number } | null> {
+    const found = await this.blobs.stat(digest);
+    return found && { size: found.size };
   }
 
   openBlob(digest: string, range?: BlobRange): Promise<NodeJS.ReadableStream | null> {
@@ -98,7 +139,7 @@ export class Registry {
   async statRepositoryBlob(repo: string, digest: string): Promise<{ size: number } | null> {
     validateRepositoryName(repo);
     if (!(await existsOnDisk(this.blobLinkPath(repo, digest)))) return null;
-    return this.blobs.stat(digest);
+    return this.statBlob(digest);
   }
 
   /** Stores a blob and makes it part of `repo` (the spec's single-POST upload). */
@@ -108,19 +149,55 @@ export class Registry {
     expectedDigest: string,
   ): Promise<StoredBlob> {
     validateRepositoryName(repo);
-    const stored = await this.blobs.put(data, expectedDigest);
-    await this.linkBlob(repo, stored.digest);
-    return stored;
+    const staged = await stageBlob(this.blobs.stagingDir, data, expectedDigest);
+    try {
+      await this.commitToRepository(repo, staged);
+      return { digest: staged.digest, size: staged.size };
+    } finally {
+      await rm(staged.file, { force: true });
+    }
   }
 
-  /** Makes a stored blob part of `repo` (cross-repository mount; the caller checks access). */
+  /**
+   * Makes a stored blob part of `repo` (cross-repository mount; the caller checks access).
+   * DENIED when the team has no room for it.
+   */
   async linkBlob(repo: string, digest: string): Promise<void> {
     validateRepositoryName(repo);
-    if (!(await this.blobs.stat(digest))) {
-      throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not stored`, { digest });
-    }
+    await this.fence.hold([digest], async () => {
+      const stored = await this.blobs.stat(digest);
+      if (!stored) {
+        throw new RegistryError('BLOB_UNKNOWN', `blob ${digest} is not stored`, { digest });
+      }
+      await this.writeBlobLink(repo, digest, stored.size);
+    });
+  }
+
+  /**
+   * A verified staged file becomes the blob and part of `repo`, within the team's quota, which
+   * is checked before anything is visible. The end of every upload.
+   */
+  private commitToRepository(repo: string, staged: StagedBlob): Promise<void> {
+    return this.fence.hold([staged.digest], () =>
+      this.writeBlobLink(repo, staged.digest, staged.size, () =>
+        this.blobs.adopt(staged.file, staged.digest),
+      ),
+    );
+  }
+
+  /** Links `digest` into `repo`, running `store` first when given; the caller holds the digest. */
+  private async writeBlobLink(
+    repo: string,
+    digest: string,
+    size: number,
+    store?: () => Promise<void>,
+  ): Promise<void> {
     const link = this.blobLinkPath(repo, digest);
-    if (!(await existsOnDisk(link))) await writeFileDurably(link, '');
+    if (await existsOnDisk(link)) return store?.();
+    await this.quotas.reserve(repo, [{ digest, size }], async () => {
+      await store?.();
+      await writeFileDurably(link, '');
+    });
   }
 
   // --- manifests and tags ---
@@ -131,7 +208,7 @@ export class Registry {
     body: Buffer,
     mediaType: string,
     options: PutManifestOptions = {},
-  ): Promise<{ digest: string }> {
+  ): Promise<{ digest: string; subject?: string }> {
     validateRepositoryName(repo);
     const target = parseReference(reference);
     const tags = [
@@ -169,12 +246,37 @@ export class Registry {
       );
     }
 
+    // All or nothing: blobs the repository does not hold yet must fit the team's quota.
+    await this.quotas.check(repo, references.blobs);
     // Each step is durable before the next, so a crash leaves at worst an unreferenced blob.
-    await this.blobs.put(body, digest);
+    await this.putBlob(body, digest);
     for (const blob of references.blobs) await this.linkBlob(repo, blob.digest);
     await writeFileDurably(this.manifestLinkPath(repo, digest), references.mediaType);
     for (const tag of tags) await writeFileDurably(this.tagPath(repo, tag), digest);
-    return { digest };
+    const subject = references.subject;
+    if (subject && isSha256Digest(subject.digest)) {
+      await this.referrers.record(repo, subject.digest, {
+        mediaType: references.mediaType,
+        digest,
+        size: body.length,
+        ...(references.artifactType ? { artifactType: references.artifactType } : {}),
+        ...(references.annotations ? { annotations: references.annotations } : {}),
+      });
+    }
+    return { digest, ...(subject ? { subject: subject.digest } : {}) };
+  }
+
+  /**
+   * The manifests in `repo` whose `subject` is `digest` (the referrers API), only those of
+   * `artifactType` when given. Empty, never an error, when the subject is unknown.
+   */
+  listReferrers(
+    repo: string,
+    digest: string,
+    artifactType?: string,
+  ): Promise<ReferrerDescriptor[]> {
+    validateRepositoryName(repo);
+    return this.referrers.list(repo, digest, artifactType);
   }
 
   async getManifest(repo: string, reference: string): Promise<StoredManifest | null> {
@@ -185,7 +287,7 @@ export class Registry {
     if (!digest) return null;
     const mediaType = await this.manifestMediaType(repo, digest);
     if (!mediaType) return null;
-    const body = await readFileIfExists(this.blobs.pathOf(digest));
+    const body = await readBlob(this.blobs, digest);
     if (!body) return null;
     return { body, mediaType, digest };
   }
@@ -234,16 +336,104 @@ export class Registry {
 
   /**
    * Removes a manifest from a repository, with every tag pointing at it. Blob bytes stay in the
-   * store (there is no garbage collection yet). Returns whether the manifest was there.
+   * store until garbage collection finds them unreferenced. Returns whether the manifest was
+   * there.
    */
   async deleteManifest(repo: string, digest: string): Promise<boolean> {
     validateRepositoryName(repo);
-    if (!(await this.manifestMediaType(repo, digest))) return false;
+    const stored = await this.getManifest(repo, digest);
+    if (!stored) return false;
+    const subject = parseManifest(stored.body, stored.mediaType).subject;
+    if (subject && isSha256Digest(subject.digest)) {
+      await this.referrers.remove(repo, subject.digest, digest);
+    }
     for (const tag of await this.listTags(repo)) {
       if ((await this.resolveTag(repo, tag)) === digest)
         await removeDurably(this.tagPath(repo, tag));
     }
     return removeDurably(this.manifestLinkPath(repo, digest));
+  }
+
+  // --- garbage collection and quotas ---
+
+  /**
+   * Deletes blobs no manifest references, stale repository links and abandoned uploads (see
+   * gc.ts: safe while pushes go on). One collection at a time; a second call waits its turn.
+   */
+  collectGarbage(options: GarbageCollectionOptions = {}): Promise<GarbageReport> {
+    const run = this.gcRuns.then(async () => {
+      const report = await collectGarbage(
+        {
+          storage: this.blobs,
+          fence: this.fence,
+          uploads: this.uploads,
+          listRepositories: () => this.listRepositories(),
+          manifestLinks: (repo) => this.manifestLinks(repo),
+          blobLinks: (repo) => this.blobLinks(repo),
+          removeBlobLink: async (repo, digest) => {
+            await removeDurably(this.blobLinkPath(repo, digest));
+            this.quotas.unlinked(repo, digest);
+          },
+        },
+        { ...this.gcDefaults, ...options },
+      );
+      if (!report.dryRun) await this.quotas.recount();
+      return report;
+    });
+    this.gcRuns = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The team's storage use (distinct blobs linked into `<team>/...`) and its quota. */
+  teamUsage(team: string): Promise<TeamUsage> {
+    return this.quotas.usageOf(team);
+  }
+
+  /** Sets the team's quota in bytes (null: none). Pushes past it are refused with DENIED. */
+  setTeamQuota(team: string, bytes: number | null): Promise<TeamUsage> {
+    return this.quotas.setQuota(team, bytes);
+  }
+
+  private async manifestLinks(repo: string): Promise<{ digest: string; mediaType: string }[]> {
+    const found: { digest: string; mediaType: string }[] = [];
+    for (const digest of await this.linkedDigests(repo, '_manifests')) {
+      const mediaType = await this.manifestMediaType(repo, digest);
+      if (mediaType) found.push({ digest, mediaType });
+    }
+    return found;
+  }
+
+  private async blobLinks(repo: string): Promise<{ digest: string; linkedAt: Date }[]> {
+    const found: { digest: string; linkedAt: Date }[] = [];
+    for (const digest of await this.linkedDigests(repo, '_blobs')) {
+      try {
+        found.push({ digest, linkedAt: (await stat(this.blobLinkPath(repo, digest))).mtime });
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+    }
+    return found;
+  }
+
+  private async linkedDigests(repo: string, kind: '_blobs' | '_manifests'): Promise<string[]> {
+    const dir = path.join(this.repositoryPath(repo), kind, 'sha256');
+    return (await this.readDirIfExists(dir))
+      .filter((name) => /^[0-9a-f]{64}$/.test(name))
+      .map((hex) => `sha256:${hex}`);
+  }
+
+  /** Every blob link of every repository, with the blob's size: what quotas count. */
+  private async linkedBlobs(): Promise<LinkedBlob[]> {
+    const sizes = new Map<string, number>();
+    for await (const blob of this.blobs.list()) sizes.set(blob.digest, blob.size);
+    const links: LinkedBlob[] = [];
+    for (const repo of await this.listRepositories()) {
+      for (const digest of await this.linkedDigests(repo, '_blobs')) {
+        const size = sizes.get(digest);
+        if (size !== undefined) links.push({ repo, digest, size });
+      }
+    }
+    return links;
   }
 
   // --- internals ---

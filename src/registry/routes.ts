@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ValveError } from '../errors.js';
 import { RegistryError } from './errors.js';
+import { bareMediaType, mediaTypes } from './manifests.js';
 import { isSha256Digest, parseReference, validateRepositoryName } from './names.js';
 import {
   allowedMethods,
@@ -9,6 +10,7 @@ import {
   parseRegistryPath,
   type RegistryPath,
 } from './paths.js';
+import { ReferrersIndex } from './referrers.js';
 import type { Registry } from './registry.js';
 import type { UploadStatus } from './upload-sessions.js';
 
@@ -26,20 +28,43 @@ export interface RegistryRoutesOptions {
   authenticated: (request: FastifyRequest) => Promise<boolean>;
   /** Largest manifest accepted, in bytes; the spec asks registries to take at least 4 MiB. */
   manifestBodyLimit?: number;
+  /**
+   * The `WWW-Authenticate` value of a 401; `scope` is what the refused request needed when it
+   * names a repository (e.g. a Bearer challenge, see token.ts). Default: `BASIC_CHALLENGE`.
+   */
+  challenge?: (request: FastifyRequest, scope?: ChallengeScope) => string;
+  /** Called once a pushed manifest is stored (who pushed what, for the console and CLI). */
+  onManifestPushed?: (request: FastifyRequest, pushed: PushedManifest) => Promise<void>;
 }
 
-const CHALLENGE = 'Basic realm="Valve Registry"';
+export interface PushedManifest {
+  repo: string;
+  digest: string;
+  mediaType: string;
+  size: number;
+  tags: string[];
+}
+
+/** What a 401 was refused for: one action on one repository. */
+export interface ChallengeScope {
+  repo: string;
+  action: RegistryAction;
+}
+
+export const BASIC_CHALLENGE = 'Basic realm="Valve Registry"';
+const challengeScopes = new WeakMap<RegistryError, ChallengeScope>();
 const DEFAULT_MANIFEST_LIMIT = 4 * 1024 * 1024;
-/** Largest tag page served at once; a larger `n` gets this many and a `Link` to the rest. */
-const MAX_TAG_PAGE = 1000;
+/** Largest page of tags or repositories served at once; a larger `n` gets this many. */
+const MAX_PAGE = 1000;
 
 /**
  * The OCI Distribution API under `/v2/`, as a fastify plugin. Register it without a prefix:
  * the `Location` headers it sends are absolute paths starting at `/v2/`.
  *
- * Access: 'unauthenticated' answers 401 with a Basic challenge. 'denied' answers a pull with
- * 404 NAME_UNKNOWN, exactly as for a repository that does not exist, so other teams' names do
- * not leak; a push gets 403 DENIED, which says nothing about whether the repository exists.
+ * Access: 'unauthenticated' answers 401 with `options.challenge` (Basic by default). 'denied'
+ * answers a pull with 404 NAME_UNKNOWN, exactly as for a repository that does not exist, so
+ * other teams' names do not leak; a push gets 403 DENIED, which says nothing about whether the
+ * repository exists.
  */
 export function registryRoutes(registry: Registry, options: RegistryRoutesOptions) {
   const manifestLimit = options.manifestBodyLimit ?? DEFAULT_MANIFEST_LIMIT;
@@ -54,7 +79,10 @@ export function registryRoutes(registry: Registry, options: RegistryRoutesOption
       reply.header('Docker-Distribution-API-Version', 'registry/2.0');
       return payload;
     });
-    app.setErrorHandler((error, request, reply) => sendRegistryError(error, request, reply));
+    const challenge = options.challenge ?? (() => BASIC_CHALLENGE);
+    app.setErrorHandler((error, request, reply) =>
+      sendRegistryError(error, request, reply, challenge),
+    );
 
     app.route({
       method: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
@@ -90,6 +118,7 @@ export function registryRoutes(registry: Registry, options: RegistryRoutesOption
       if (!(await options.authenticated(request))) throw new RegistryError('UNAUTHORIZED');
       return reply.send({});
     }
+    if (target.kind === 'catalog') return catalog(request, reply, url.searchParams);
     validateRepositoryName(target.name);
     await requireAccess(request, target.name, actionFor(target, request.method));
 
@@ -104,13 +133,22 @@ export function registryRoutes(registry: Registry, options: RegistryRoutesOption
         return manifest(request, reply, target.name, target.reference, url.searchParams);
       case 'tags':
         return listTags(reply, target.name, url.searchParams);
+      case 'referrers':
+        return referrers(reply, target.name, target.digest, url.searchParams);
     }
   }
 
   async function requireAccess(request: FastifyRequest, repo: string, action: RegistryAction) {
     const decision = await options.authorize(request, repo, action);
     if (decision === 'ok') return;
-    if (decision === 'unauthenticated') throw new RegistryError('UNAUTHORIZED');
+    if (decision === 'unauthenticated') {
+      // The spec's detail for UNAUTHORIZED; the scope also goes into the challenge.
+      const error = new RegistryError('UNAUTHORIZED', undefined, [
+        { Type: 'repository', Name: repo, Action: action },
+      ]);
+      challengeScopes.set(error, { repo, action });
+      throw error;
+    }
     if (action === 'pull') {
       throw new RegistryError('NAME_UNKNOWN', `repository ${repo} not found`, { name: repo });
     }
@@ -251,19 +289,28 @@ export function registryRoutes(registry: Registry, options: RegistryRoutesOption
     if (request.method === 'PUT') {
       const body = await readManifestBody(request, manifestLimit);
       const tags = query.getAll('tag');
-      const { digest } = await registry.putManifest(
-        name,
-        reference,
-        body,
-        request.headers['content-type'] ?? '',
-        { blobsFrom: 'repository', tags },
-      );
+      const mediaType = request.headers['content-type'] ?? '';
+      const { digest, subject } = await registry.putManifest(name, reference, body, mediaType, {
+        blobsFrom: 'repository',
+        tags,
+      });
+      const target = parseReference(reference);
+      await options.onManifestPushed?.(request, {
+        repo: name,
+        digest,
+        mediaType: bareMediaType(mediaType),
+        size: body.length,
+        tags: target.kind === 'tag' ? [target.tag, ...tags] : tags,
+      });
       reply
         .code(201)
         .header('Location', `/v2/${name}/manifests/${digest}`)
         .header('Docker-Content-Digest', digest)
         .header('Content-Length', 0);
       if (tags.length > 0) reply.header('OCI-Tag', tags.join(', '));
+      // Tells the client this registry keeps the referrers index itself (spec: "Pushing
+      // Manifests with Subject"), so it need not maintain the tag-schema fallback.
+      if (subject) reply.header('OCI-Subject', subject);
       return reply.send();
     }
     if (request.method === 'DELETE') {
@@ -285,6 +332,54 @@ export function registryRoutes(registry: Registry, options: RegistryRoutesOption
     return request.method === 'HEAD' ? reply.send() : reply.send(found.body);
   }
 
+  /**
+   * The referrers API: an image index of the manifests whose `subject` is `digest`, filtered
+   * by `artifactType` when asked. An unknown subject lists nothing (the spec forbids a 404).
+   */
+  async function referrers(
+    reply: FastifyReply,
+    name: string,
+    digest: string,
+    query: URLSearchParams,
+  ) {
+    if (!isSha256Digest(digest)) {
+      throw new RegistryError(
+        'DIGEST_INVALID',
+        `"${digest}" is not a digest: expected sha256:<64 hex>`,
+        { digest },
+        400,
+      );
+    }
+    const artifactType = query.get('artifactType') ?? undefined;
+    const found = await registry.listReferrers(name, digest, artifactType);
+    if (artifactType !== undefined) reply.header('OCI-Filters-Applied', 'artifactType');
+    // A Buffer, so fastify adds no `; charset=utf-8` to the index's media type.
+    const index = Buffer.from(JSON.stringify(ReferrersIndex.asIndex(found)));
+    return reply.type(mediaTypes.ociIndex).send(index);
+  }
+
+  /**
+   * `GET /v2/_catalog` (a Distribution extension, not in the OCI spec): the repositories the
+   * caller may pull, in order, paginated like tags with `n` and `last`.
+   */
+  async function catalog(request: FastifyRequest, reply: FastifyReply, query: URLSearchParams) {
+    if (!(await options.authenticated(request))) throw new RegistryError('UNAUTHORIZED');
+    const { n, last } = pageQuery(query);
+    const visible: string[] = [];
+    for (const repo of await registry.listRepositories()) {
+      if (last !== undefined && repo <= last) continue;
+      if ((await options.authorize(request, repo, 'pull')) === 'ok') visible.push(repo);
+      if (n !== undefined && visible.length > n) break;
+    }
+    if (n === undefined) return reply.send({ repositories: visible });
+    const repositories = visible.slice(0, n);
+    if (visible.length > n) {
+      const next = `/v2/_catalog?n=${n}&last=${encodeURIComponent(repositories[repositories.length - 1]!)}`;
+      reply.header('Link', `<${next}>; rel="next"`);
+    }
+    return reply.send({ repositories });
+  }
+
   async function manifestUnknown(name: string, reference: string) {
     if (!(await registry.repositoryExists(name))) {
       return new RegistryError('NAME_UNKNOWN', `repository ${name} not found`, { name });
@@ -298,19 +393,8 @@ export function registryRoutes(registry: Registry, options: RegistryRoutesOption
     if (!(await registry.repositoryExists(name))) {
       throw new RegistryError('NAME_UNKNOWN', `repository ${name} not found`, { name });
     }
-    const nParam = query.get('n');
-    const last = query.get('last') ?? undefined;
-    if (nParam !== null && !/^\d+$/.test(nParam)) {
-      throw new RegistryError(
-        'UNSUPPORTED',
-        `n must be a non-negative integer, got "${nParam}"`,
-        undefined,
-        400,
-      );
-    }
-    if (nParam === null) return reply.send({ name, tags: await registry.listTags(name, { last }) });
-
-    const n = Math.min(Number(nParam), MAX_TAG_PAGE);
+    const { n, last } = pageQuery(query);
+    if (n === undefined) return reply.send({ name, tags: await registry.listTags(name, { last }) });
     if (n === 0) return reply.send({ name, tags: [] });
     const page = await registry.listTags(name, { n: n + 1, last });
     const tags = page.slice(0, n);
@@ -320,6 +404,24 @@ export function registryRoutes(registry: Registry, options: RegistryRoutesOption
     }
     return reply.send({ name, tags });
   }
+}
+
+/** The `n` and `last` of a paginated list; `n` is capped at the largest page served. */
+function pageQuery(query: URLSearchParams): { n?: number; last?: string } {
+  const nParam = query.get('n');
+  const last = query.get('last') ?? undefined;
+  if (nParam !== null && !/^\d+$/.test(nParam)) {
+    throw new RegistryError(
+      'UNSUPPORTED',
+      `n must be a non-negative integer, got "${nParam}"`,
+      undefined,
+      400,
+    );
+  }
+  return {
+    ...(nParam === null ? {} : { n: Math.min(Number(nParam), MAX_PAGE) }),
+    ...(last === undefined ? {} : { last }),
+  };
 }
 
 function actionFor(target: RegistryPath, method: string): RegistryAction {
@@ -372,7 +474,12 @@ async function readManifestBody(request: FastifyRequest, limit: number): Promise
 }
 
 /** Every error leaves this scope in the spec's `{"errors": [...]}` form. */
-function sendRegistryError(error: unknown, request: FastifyRequest, reply: FastifyReply) {
+function sendRegistryError(
+  error: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  challenge: NonNullable<RegistryRoutesOptions['challenge']>,
+) {
   const registryError = toRegistryError(error);
   if (!registryError) {
     request.log.error({ err: error }, 'registry request failed');
@@ -381,7 +488,9 @@ function sendRegistryError(error: unknown, request: FastifyRequest, reply: Fasti
       .type('application/json')
       .send({ errors: [{ code: 'UNKNOWN', message: 'internal error' }] });
   }
-  if (registryError.status === 401) reply.header('WWW-Authenticate', CHALLENGE);
+  if (registryError.status === 401) {
+    reply.header('WWW-Authenticate', challenge(request, challengeScopes.get(registryError)));
+  }
   return reply
     .code(registryError.status)
     .type('application/json')

@@ -1,23 +1,32 @@
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, truncate } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, truncate } from 'node:fs/promises';
 import path from 'node:path';
+import { RegistryError } from './errors.js';
+import { isNotFound, readFileIfExists, sizeIfExists, writeFileDurably } from './durable-fs.js';
+import { sha256Hex, validateRepositoryName } from './names.js';
 import {
-  BlobStore,
   writeHashed,
   type BlobRange,
   type BlobSource,
+  type StagedBlob,
   type StoredBlob,
-} from './blob-store.js';
-import { RegistryError } from './errors.js';
-import { readFileIfExists, sizeIfExists, writeFileDurably } from './durable-fs.js';
-import { sha256Hex, validateRepositoryName } from './names.js';
+} from './storage/index.js';
 
 export interface UploadStatus {
   id: string;
   repo: string;
   /** Bytes received so far; the spec's `Range: 0-<size-1>`. */
   size: number;
+}
+
+/** A session garbage collection removed (or would remove): no activity since `lastActivity`. */
+export interface AbandonedUpload {
+  id: string;
+  /** Null when the session's info.json is missing or unreadable. */
+  repo: string | null;
+  size: number;
+  lastActivity: string;
 }
 
 interface SessionState {
@@ -34,6 +43,10 @@ const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
  * `uploads/<uuid>/` with `info.json` (its repository) and `data` (the bytes so far, fsynced
  * after every chunk), so a session survives a restart. The bytes become a blob only when the
  * closing PUT's digest matches; until then nothing is visible under any digest.
+ *
+ * Sessions stay on local disk whatever the storage driver: chunks arrive in order over many
+ * requests, and a verified local file is what every driver adopts (S3 uploads it whole, in
+ * parts when large). The cost is local disk for the uploads in flight.
  */
 export class UploadSessions {
   private readonly dir: string;
@@ -42,9 +55,11 @@ export class UploadSessions {
 
   constructor(
     root: string,
-    private readonly blobs: BlobStore,
-    /** Called once the blob is stored, to make it part of the session's repository. */
-    private readonly onStored: (repo: string, digest: string) => Promise<void>,
+    /**
+     * Makes the verified session file the blob and part of the session's repository; it may
+     * refuse (a team over its quota) before anything becomes visible.
+     */
+    private readonly commit: (repo: string, staged: StagedBlob) => Promise<void>,
   ) {
     this.dir = path.join(root, 'uploads');
   }
@@ -92,26 +107,31 @@ export class UploadSessions {
     return this.withLock(id, async () => {
       const state = await this.load(repo, id);
       const before = { size: state.size, hash: (await this.hashOf(id, state)).copy() };
-      if (data) await this.appendLocked(id, state, data, range);
-      const actual = `sha256:${(await this.hashOf(id, state)).copy().digest('hex')}`;
-      if (actual !== digest) {
-        // Nothing is stored and the session stays as it was before this request (its last
-        // chunk undone), so the client may retry the closing PUT.
-        if (state.size !== before.size)
-          await truncate(path.join(this.dir, id, 'data'), before.size);
-        Object.assign(state, before);
-        throw new RegistryError(
-          'DIGEST_INVALID',
-          `uploaded content has digest ${actual}, not ${digest}`,
-          {
-            expected: digest,
-            actual,
-          },
-        );
-      }
       const sessionDir = path.join(this.dir, id);
-      await this.blobs.adopt(path.join(sessionDir, 'data'), digest);
-      await this.onStored(repo, digest);
+      const file = path.join(sessionDir, 'data');
+      if (data) await this.appendLocked(id, state, data, range);
+      try {
+        const actual = `sha256:${(await this.hashOf(id, state)).copy().digest('hex')}`;
+        if (actual !== digest) {
+          throw new RegistryError(
+            'DIGEST_INVALID',
+            `uploaded content has digest ${actual}, not ${digest}`,
+            { expected: digest, actual },
+          );
+        }
+        await this.commit(repo, { file, digest, size: state.size });
+      } catch (error) {
+        // The session stays as it was before this request (its last chunk undone), so the
+        // client may retry the closing PUT; unless the bytes were already moved into place.
+        if ((await sizeIfExists(file)) === null) {
+          this.live.delete(id);
+          await rm(sessionDir, { recursive: true, force: true });
+        } else {
+          if (state.size !== before.size) await truncate(file, before.size);
+          Object.assign(state, before);
+        }
+        throw error;
+      }
       this.live.delete(id);
       await rm(sessionDir, { recursive: true, force: true });
       return { digest, size: state.size };
@@ -124,6 +144,64 @@ export class UploadSessions {
       this.live.delete(id);
       await rm(path.join(this.dir, id), { recursive: true, force: true });
     });
+  }
+
+  /**
+   * Removes the sessions with no activity (no chunk, no start) since `before` (ms since the
+   * epoch); with `dryRun` only lists them. A session busy with a request is never removed.
+   */
+  async removeAbandoned(before: number, dryRun: boolean): Promise<AbandonedUpload[]> {
+    let ids: string[];
+    try {
+      ids = await readdir(this.dir);
+    } catch (error) {
+      if (isNotFound(error)) return [];
+      throw error;
+    }
+    const removed: AbandonedUpload[] = [];
+    for (const id of ids) {
+      if (!SESSION_ID.test(id)) continue;
+      const found = await this.withLock(id, async () => {
+        const activity = await this.lastActivity(id);
+        if (!activity || activity.at >= before) return null;
+        if (!dryRun) {
+          this.live.delete(id);
+          await rm(path.join(this.dir, id), { recursive: true, force: true });
+        }
+        return activity;
+      });
+      if (found) {
+        const { repo, size, at } = found;
+        removed.push({ id, repo, size, lastActivity: new Date(at).toISOString() });
+      }
+    }
+    return removed;
+  }
+
+  private async lastActivity(
+    id: string,
+  ): Promise<{ at: number; size: number; repo: string | null } | null> {
+    const dir = path.join(this.dir, id);
+    let at = -Infinity;
+    let size = 0;
+    for (const name of ['.', 'info.json', 'data']) {
+      try {
+        const info = await stat(path.join(dir, name));
+        at = Math.max(at, info.mtimeMs);
+        if (name === 'data') size = info.size;
+      } catch (error) {
+        if (!isNotFound(error)) throw error;
+      }
+    }
+    if (at === -Infinity) return null;
+    let repo: string | null = null;
+    try {
+      const info = await readFileIfExists(path.join(dir, 'info.json'));
+      repo = info ? ((JSON.parse(info.toString('utf8')) as { repo?: string }).repo ?? null) : null;
+    } catch {
+      // A session whose info.json is torn is garbage all the same.
+    }
+    return { at, size, repo };
   }
 
   private async appendLocked(

@@ -56,9 +56,31 @@ async function build(name: string, changes: string[]): Promise<string> {
     () => false,
   );
   if (exists) return name;
+  const scratch = mkdtempSync(join(tmpdir(), 'valve-test-image-'));
+  try {
+    const tarball = join(scratch, 'rootfs.tar');
+    await writeBusyboxRootfs(tarball, name);
+    const changeArgs = ['ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin', ...changes].flatMap((c) => [
+      '--change',
+      c,
+    ]);
+    await run('podman', ['import', '--quiet', ...changeArgs, tarball, name]);
+    return name;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Writes the busybox root filesystem the test images are made of as a tar to `tarball`: a
+ * static busybox with a symlink for each applet, /etc/passwd and /etc/group, and
+ * /etc/valve-test-image holding `marker` (lets tests tell the image's filesystem from the
+ * host's). Owners are root, numerically.
+ */
+export async function writeBusyboxRootfs(tarball: string, marker: string): Promise<void> {
   if (!existsSync(BUSYBOX))
     throw new Error(`${BUSYBOX} is missing: install busybox-static (scripts/setup-podman.sh)`);
-  const scratch = mkdtempSync(join(tmpdir(), 'valve-test-image-'));
+  const scratch = mkdtempSync(join(tmpdir(), 'valve-test-rootfs-'));
   try {
     const root = join(scratch, 'rootfs');
     for (const dir of ['bin', 'etc', 'root', 'tmp', 'var/tmp', 'usr/bin', 'usr/sbin', 'sbin'])
@@ -74,10 +96,8 @@ async function build(name: string, changes: string[]): Promise<string> {
       'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n',
     );
     writeFileSync(join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
-    // Lets tests tell this image's filesystem from the host's.
-    writeFileSync(join(root, 'etc/valve-test-image'), `${name}\n`);
+    writeFileSync(join(root, 'etc/valve-test-image'), `${marker}\n`);
     await run('chmod', ['1777', join(root, 'tmp'), join(root, 'var/tmp')]);
-    const tarball = join(scratch, 'rootfs.tar');
     await run('tar', [
       '--numeric-owner',
       '--owner=0',
@@ -88,12 +108,6 @@ async function build(name: string, changes: string[]): Promise<string> {
       tarball,
       '.',
     ]);
-    const changeArgs = ['ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin', ...changes].flatMap((c) => [
-      '--change',
-      c,
-    ]);
-    await run('podman', ['import', '--quiet', ...changeArgs, tarball, name]);
-    return name;
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

@@ -5,8 +5,11 @@
 import { useCallback, useEffect, useState } from 'react';
 import { api, ApiError, sessionEvents, SESSION_LOST, type Me } from './api.js';
 import { Header } from './components/Header.js';
+import { AppImagesPage } from './pages/AppImagesPage.js';
 import { AppPage } from './pages/AppPage.js';
 import { AppsPage } from './pages/AppsPage.js';
+import { ImageManifestPage } from './pages/ImageManifestPage.js';
+import { ImagesPage } from './pages/ImagesPage.js';
 import { RunPage } from './pages/RunPage.js';
 import { RunsPage } from './pages/RunsPage.js';
 import { SignInPage } from './pages/SignInPage.js';
@@ -97,6 +100,22 @@ function Page({ pathname, me }: { pathname: string; me: Me }) {
   let params: Record<string, string> | null;
   if (pathname === '/apps' || pathname === '/apps/') return <AppsPage me={me} />;
   if (pathname === '/runs' || pathname === '/runs/') return <RunsPage />;
+  if (pathname === '/images' || pathname === '/images/') return <ImagesPage me={me} />;
+  if ((params = matchPath('/apps/:team/:app/images', pathname))) {
+    return (
+      <AppImagesPage key={pathname} team={params.team ?? ''} name={params.app ?? ''} me={me} />
+    );
+  }
+  if ((params = matchPath('/apps/:team/:app/images/:reference', pathname))) {
+    return (
+      <ImageManifestPage
+        key={pathname}
+        team={params.team ?? ''}
+        name={params.app ?? ''}
+        reference={params.reference ?? ''}
+      />
+    );
+  }
   if ((params = matchPath('/apps/:team/:app', pathname))) {
     return (
       <AppPage

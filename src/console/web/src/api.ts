@@ -356,6 +356,17 @@ export const api = {
   ) => request<void>('PUT', `${appPath(team, app)}/external`, body),
   unlinkRepository: (team: string, app: string) =>
     request<void>('DELETE', `${appPath(team, app)}/external`),
+
+  teamImages: (team: string) => request<ImageRepository[]>('GET', `${teamPath(team)}/images`),
+  imageTags: (team: string, app: string) =>
+    request<ImageTag[]>('GET', `${imagesPath(team, app)}/tags`),
+  imageManifest: (team: string, app: string, reference: string) =>
+    request<ImageManifest>(
+      'GET',
+      `${imagesPath(team, app)}/manifests/${encodeURIComponent(reference)}`,
+    ),
+  deleteImageTag: (team: string, app: string, tag: string) =>
+    request<void>('DELETE', `${imagesPath(team, app)}/tags/${encodeURIComponent(tag)}`),
 };
 
 /** Where secrets live: an app's own, or its team's (every app of the team sees them). */
@@ -364,3 +375,84 @@ const secretsPath = (scope: SecretScope) =>
   scope.app === null
     ? `${teamPath(scope.team)}/secrets`
     : `${appPath(scope.team, scope.app)}/secrets`;
+
+const imagesPath = (team: string, app: string) =>
+  `${teamPath(team)}/images/${encodeURIComponent(app)}`;
+
+/** Who pushed an image: over the registry, or a pipeline run's build step. */
+export interface ImagePush {
+  by: string | null;
+  at: string;
+  via: 'registry' | 'pipeline';
+  /** The run that pushed (via "pipeline"), when known. */
+  run: number | null;
+}
+
+export interface ImageRepository {
+  /** "team/app" */
+  repository: string;
+  app: string;
+  tagCount: number;
+  /** Bytes of the distinct blobs its tags reach. */
+  size: number;
+  lastPush: (ImagePush & { tag: string | null; digest: string }) | null;
+}
+
+export interface ImagePlatform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+
+export interface ImageTag {
+  tag: string;
+  digest: string;
+  mediaType: string;
+  kind: 'image' | 'index';
+  size: number;
+  platforms: ImagePlatform[];
+  created: string | null;
+  pushed: ImagePush | null;
+}
+
+export interface ImageDescriptor {
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+export interface ImageConfig extends ImageDescriptor {
+  os: string | null;
+  architecture: string | null;
+  variant: string | null;
+  created: string | null;
+  entrypoint: string[] | null;
+  cmd: string[] | null;
+  env: string[];
+  ports: string[];
+  user: string | null;
+  workdir: string | null;
+  labels: Record<string, string>;
+}
+
+export interface ImageManifest {
+  repository: string;
+  digest: string;
+  mediaType: string;
+  kind: 'image' | 'index';
+  size: number;
+  created: string | null;
+  tags: string[];
+  pushed: ImagePush | null;
+  platforms: ImagePlatform[];
+  config: ImageConfig | null;
+  layers: ImageDescriptor[];
+  manifests: (ImageDescriptor & { platform: ImagePlatform | null })[];
+  subject: ImageDescriptor | null;
+  artifactType: string | null;
+  annotations: Record<string, string>;
+  referrers?: (ImageDescriptor & {
+    artifactType: string | null;
+    annotations: Record<string, string>;
+  })[];
+}

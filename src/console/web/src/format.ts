@@ -78,3 +78,21 @@ export const matrixLabel = (matrix: Record<string, unknown> | null | undefined) 
         )
         .join(', ')
     : '';
+
+/** Sizes as people read them: "512 B", "4.2 KiB", "18 MiB" (binary units, as registries count). */
+export function formatBytes(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return '';
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** "linux/arm64/v8" */
+export const platformLabel = (platform: { os: string; architecture: string; variant?: string }) =>
+  [platform.os, platform.architecture, platform.variant].filter(Boolean).join('/');

@@ -15,6 +15,9 @@ export function Header({ username, onSignOut }: { username: string; onSignOut: (
           <Link to="/runs" data-testid="nav-runs">
             Runs
           </Link>
+          <Link to="/images" data-testid="nav-images">
+            Images
+          </Link>
         </nav>
         <div className="topbar-user">
           <span className="user-name" data-testid="header-user">

@@ -64,7 +64,10 @@ export function AppPage({ team, name }: { team: string; name: string }) {
           </dd>
           <dt>Image</dt>
           <dd>
-            <code>{app.data.image}</code>
+            <code>{app.data.image}</code>{' '}
+            <Link to={`/apps/${team}/${name}/images`} data-testid="app-images-link">
+              Tags and layers
+            </Link>
           </dd>
           <dt>Template</dt>
           <dd>{app.data.template}</dd>
