@@ -129,7 +129,12 @@ describe('registry bad paths leave the stored state unchanged', () => {
   });
 
   test('a malformed JSON body: 400 MANIFEST_INVALID', async () => {
-    for (const payload of ['{"schemaVersion": 2, "config": ', 'null', '[]', '{"schemaVersion":"2"}']) {
+    for (const payload of [
+      '{"schemaVersion": 2, "config": ',
+      'null',
+      '[]',
+      '{"schemaVersion":"2"}',
+    ]) {
       const response = await r.app.inject({
         method: 'PUT',
         url: '/v2/team-a/app/manifests/v1',
@@ -170,11 +175,16 @@ describe('registry bad paths leave the stored state unchanged', () => {
   });
 
   test('a manifest pushed by a digest that is not its own: 400 DIGEST_INVALID', async () => {
-    const { response } = await r.putManifest('team-a/app', sha256('something else'), {
-      schemaVersion: 2,
-      mediaType: mediaTypes.ociIndex,
-      manifests: [],
-    }, mediaTypes.ociIndex);
+    const { response } = await r.putManifest(
+      'team-a/app',
+      sha256('something else'),
+      {
+        schemaVersion: 2,
+        mediaType: mediaTypes.ociIndex,
+        manifests: [],
+      },
+      mediaTypes.ociIndex,
+    );
     assert.equal(response.statusCode, 400);
     assert.equal(errorCode(response), 'DIGEST_INVALID');
     await assertUnchanged();

@@ -68,7 +68,10 @@ describe('referrers API and catalog', () => {
       [signature.digest, sbom.digest].sort(),
     );
 
-    const filtered = await referrersOf(image.digest, `?artifactType=${encodeURIComponent('application/spdx+json')}`);
+    const filtered = await referrersOf(
+      image.digest,
+      `?artifactType=${encodeURIComponent('application/spdx+json')}`,
+    );
     assert.equal(filtered.headers['oci-filters-applied'], 'artifactType');
     assert.deepEqual((filtered.json() as { manifests: unknown[] }).manifests, [
       {
