@@ -25,6 +25,19 @@ export const errorTable = {
     status: 409,
     message: 'the new version did not become ready; the previous one keeps serving',
   },
+  DEPLOY_NOTHING_DEPLOYED: { status: 409, message: 'nothing is deployed in the environment' },
+  DEPLOY_REVISION_UNKNOWN: {
+    status: 404,
+    message: "no such deploy in the environment's history",
+  },
+  DEPLOY_APPROVAL_DECIDED: { status: 409, message: 'the approval is already decided' },
+  DEPLOY_TARGET_UNKNOWN: {
+    status: 400,
+    message: 'the target is not registered for the team',
+  },
+  DEPLOY_TARGET_EXISTS: { status: 409, message: 'the team already has a target of this name' },
+  DEPLOY_TARGET_IN_USE: { status: 409, message: 'environments still run on the target' },
+  DEPLOY_TARGET_NO_DRIVER: { status: 503, message: "the target's driver is not available" },
   INTERNAL: { status: 500, message: 'internal error' },
 } as const;
 

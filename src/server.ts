@@ -18,7 +18,12 @@ import { AuthService, authMigrations, authRoutes, type Role } from './auth/index
 import { buildRoutes } from './build/index.js';
 import type { ValveConfig } from './config.js';
 import { consoleRoutes } from './console/routes.js';
-import { DeployService, deployMigrations } from './deploy/index.js';
+import {
+  DeployService,
+  deployMigrations,
+  deployRoutes,
+  deploySettingsFromEnv,
+} from './deploy/index.js';
 import { LocalTarget } from './deploy/targets/local/index.js';
 import { ValveError } from './errors.js';
 import { EventBus } from './events.js';
@@ -92,11 +97,26 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
     images: registry,
     logger: log,
   });
-  const deploy = new DeployService({ db: store.db, git, events, target, images: registry, log });
-  const apps = new AppService(store.db, auth, git, deploy);
-  const logs = new RunLogStore(join(config.dataDir, 'runs'), events);
   let registryHost = `${config.host}:${config.port}`;
   const cipher = SecretCipher.load(config.dataDir);
+  const deploy = new DeployService({
+    db: store.db,
+    git,
+    events,
+    target,
+    images: registry,
+    registryHost: () => registryHost,
+    cipher,
+    // Variables of an app spec may reference its secrets (valve secrets set).
+    secrets: { resolve: (team, app, names) => secrets.resolve(team, app, names) },
+    dataDir: config.dataDir,
+    // Registered podman targets publish from here up; the local target uses appPortBase up.
+    portBase: config.appPortBase + 1000,
+    log,
+    ...deploySettingsFromEnv(process.env),
+  });
+  const apps = new AppService(store.db, auth, git, deploy);
+  const logs = new RunLogStore(join(config.dataDir, 'runs'), events);
   const secrets = new SecretStore(store.db, cipher);
   const appRef = (app: AppRecord) => ({
     id: app.id,
@@ -166,6 +186,23 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
 
   await server.register(authRoutes(auth));
   await server.register(appRoutes({ apps, auth, deploy, pipelines, baseUrl }));
+  await server.register(
+    deployRoutes({
+      deploy,
+      principal: (request) => requirePrincipal(auth, request),
+      appAccess: async (request, team, app, minimum) =>
+        apps.access(await requirePrincipal(auth, request), team, app, minimum),
+      teamAccess: async (request, team, minimum) => {
+        const found = await auth.teamByName(team);
+        if (!found) throw new ValveError('NOT_FOUND', `team ${team} not found`);
+        await auth.requireRole(await requirePrincipal(auth, request), found.id, minimum);
+      },
+      isMember: async (principal, team) => {
+        const found = await auth.teamByName(team);
+        return found ? (await auth.roleIn(principal.userId, found.id)) !== null : false;
+      },
+    }),
+  );
   await server.register(
     pipelineRoutes({
       pipelines,

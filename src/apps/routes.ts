@@ -75,13 +75,6 @@ export function appRoutes(options: AppRoutesOptions) {
       },
     );
 
-    server.get<{ Params: { team: string; app: string } }>(
-      '/api/apps/:team/:app/environments',
-      async (request) => {
-        const principal = await requirePrincipal(auth, request);
-        const app = await apps.access(principal, request.params.team, request.params.app);
-        return deploy.environments(app.team, app.name);
-      },
-    );
+    // Environments, diff, sync, deploys, promotions, rollbacks: src/deploy/routes.ts.
   };
 }

@@ -201,3 +201,89 @@ export function pushedByLabel(push: ImagePushView | null): string {
   }
   return push.by ?? 'anonymous';
 }
+
+/** GET /api/apps/:team/:app/environments[/:env] (docs/api.md: Environment). */
+export interface DeployEnvironmentView extends EnvironmentView {
+  syncStatus: 'Synced' | 'OutOfSync' | 'Unknown';
+  digest: string | null;
+  deployCommit: string | null;
+  desiredCommit: string | null;
+  target: string;
+  sync: { automated: boolean; selfHeal: boolean; prune: boolean };
+  drift: string[];
+  lastSync: SyncRecordView | null;
+}
+export interface SyncRecordView {
+  id: string;
+  commit: string;
+  sourceCommit: string | null;
+  image: string | null;
+  trigger: string | null;
+  actor: string | null;
+  status: string;
+  message: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+}
+export interface DeployRecordView {
+  commit: string;
+  subject: string;
+  kind: string;
+  image: string | null;
+  digest: string | null;
+  sourceCommit: string | null;
+  author: string;
+  date: string;
+  promotedFrom: { environment: string; commit: string } | null;
+  rolledBackTo: string | null;
+  approvedBy: string | null;
+  live: boolean;
+}
+export interface DiffItemView {
+  resource: string;
+  path: string;
+  desired: unknown;
+  live: unknown;
+  prune?: boolean;
+}
+export interface EnvironmentDiffView {
+  environment: string;
+  syncStatus: string;
+  desiredCommit: string | null;
+  deployCommit: string | null;
+  error: string | null;
+  resources: {
+    resource: string;
+    file: string;
+    line: number;
+    health: string;
+    status: string;
+  }[];
+  items: DiffItemView[];
+  drift: string[];
+}
+export interface DeployApprovalView {
+  id: string;
+  kind: string;
+  environment: string;
+  summary: string;
+  team: string;
+  status: string;
+  requestedBy: string;
+  requestedAt: string;
+  expiresAt: string;
+  decidedBy: string | null;
+  comment: string | null;
+  commit: string | null;
+}
+/** POST .../deploy, .../promote, .../rollback */
+export type ChangeResultView =
+  | { status: 'committed'; commit: string; environment: string }
+  | { status: 'pending'; approval: DeployApprovalView };
+
+/** Red and green for diffs, on a terminal only (and never with NO_COLOR). */
+export function paint(color: 'red' | 'green' | 'dim', text: string): string {
+  if (!process.stdout.isTTY || process.env.NO_COLOR) return text;
+  const code = { red: 31, green: 32, dim: 2 }[color];
+  return `\x1b[${code}m${text}\x1b[0m`;
+}

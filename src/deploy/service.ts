@@ -1,80 +1,234 @@
-import { createHash } from 'node:crypto';
+/**
+ * The deploy subsystem's front: environments of an app, deploys, promotions, rollbacks,
+ * approvals, history and targets. It composes the pieces, each in its own file: the reconciler
+ * (compare, health, sync), promotions (deploy-repo commits and approvals) and the targets a
+ * team was given. See README.md in this folder.
+ */
 import type { Kysely } from 'kysely';
+import { ValveError, notFound } from '../errors.js';
 import type { EventBus } from '../events.js';
-import { FileValidationError } from '../formats/yaml.js';
-import { listFilesAt, readFileAt, resolveRef, type GitService } from '../git/index.js';
-import { newId } from '../ids.js';
-import { now } from '../store/index.js';
-import type { AppSpec } from './appspec.js';
-import { readEnvironmentManifests, type EnvironmentManifests } from './manifests.js';
+import { readFileAt, runGit, type GitService } from '../git/index.js';
+import { APP_SPEC_FILE, parseAppSpec, type AppSpec } from './appspec.js';
+import { resourceHealth, resourceId, type DiffItem } from './diff.js';
 import type { DeployTables } from './migrations.js';
-import { renderEnvironment } from './render.js';
-import type { ImageSource, Target, WorkloadSpec, WorkloadStatus } from './targets/target.js';
+import {
+  Promotions,
+  type ApprovalView,
+  type ChangeResult,
+  type DeployRecord,
+} from './promotion.js';
+import {
+  Reconciler,
+  appKey,
+  deployRepoPath,
+  envDir,
+  insertEnvironment,
+  parsePolicy,
+  type ReconcilerOptions,
+  type SyncPolicy,
+  type SyncStatus,
+} from './reconciler.js';
+import {
+  TargetRegistry,
+  type SecretSealer,
+  type TargetFactory,
+  type TargetInput,
+  type TargetView,
+} from './targets-registry.js';
+import type { ImageSource, Target, TargetLogger, WorkloadStatus } from './targets/target.js';
+
+export { deployRepoPath };
+
+export interface SyncView {
+  id: string;
+  /** Deploy-repo commit synced (the one that last changed the environment's folder). */
+  commit: string;
+  sourceCommit: string | null;
+  image: string | null;
+  trigger: string | null;
+  actor: string | null;
+  /** running | succeeded | failed | drifted */
+  status: string;
+  message: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+}
 
 export interface EnvironmentView {
   name: string;
   url: string | null;
   health: WorkloadStatus['health'];
+  syncStatus: SyncStatus;
+  /** Image reference with digest that was last applied: the environment's version. */
   image: string | null;
+  digest: string | null;
   sourceCommit: string | null;
+  /** Deploy-repo commit last applied. */
   deployCommit: string | null;
+  /** Deploy-repo commit that last changed the environment's folder (what is desired). */
+  desiredCommit: string | null;
   deployedAt: string | null;
+  /** Last reconcile error (with file and line), why it waits, or the target's note. */
   message: string | null;
+  target: string;
+  sync: SyncPolicy;
+  drift: string[];
   instances: WorkloadStatus['instances'];
+  lastSync: SyncView | null;
+}
+
+export interface ResourceView {
+  resource: string;
+  kind: string;
+  name: string;
+  file: string;
+  line: number;
+  health: WorkloadStatus['health'];
+  status: 'Synced' | 'OutOfSync';
+}
+
+export interface DiffView {
+  environment: string;
+  syncStatus: SyncStatus;
+  desiredCommit: string | null;
+  deployCommit: string | null;
+  /** Set when desired cannot be read (file and line) or the target is not the team's. */
+  error: string | null;
+  resources: ResourceView[];
+  items: DiffItem[];
+  drift: string[];
 }
 
 export interface DeployServiceOptions {
   db: Kysely<DeployTables>;
   git: GitService;
   events: EventBus;
+  /** The built-in local target. */
   target: Target;
   images: ImageSource;
+  /** host:port clients pull images from (image references in the deploy repo). */
+  registryHost?: () => string;
+  /** Seals the tokens of registered targets (the pipelines' SecretCipher). */
+  cipher?: SecretSealer;
+  /** Teams given the local target; absent: every team. */
+  localTargetTeams?: string[] | null;
+  dataDir?: string;
+  /** First port for target drivers that publish ports on this host (podman). */
+  portBase?: number;
+  /** Target drivers by kind (tests); others load from targets/<kind>/. */
+  drivers?: Partial<Record<'podman' | 'kubernetes', TargetFactory>>;
   /** How often every environment is re-checked even without a push (drift, missed events). */
   pollIntervalMs?: number;
-  log?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
+  /** Values of secrets that workloads' variables reference (the pipelines' SecretStore). */
+  secrets?: ReconcilerOptions['secrets'];
+  log?: TargetLogger;
 }
 
-export const deployRepoPath = (team: string, app: string) => `${team}/${app}.deploy.git`;
-const envDir = (environment: string) => `envs/${environment}`;
-const appKey = (team: string, app: string) => `${team}/${app}`;
+/** Settings read from the server's environment: VALVE_DEPLOY_POLL_SECONDS, VALVE_LOCAL_TARGET_TEAMS. */
+export function deploySettingsFromEnv(
+  env: NodeJS.ProcessEnv,
+): Pick<DeployServiceOptions, 'pollIntervalMs' | 'localTargetTeams'> {
+  const settings: Pick<DeployServiceOptions, 'pollIntervalMs' | 'localTargetTeams'> = {};
+  const poll = env.VALVE_DEPLOY_POLL_SECONDS;
+  if (poll !== undefined && poll !== '') {
+    const seconds = Number(poll);
+    if (!Number.isFinite(seconds) || seconds <= 0)
+      throw new Error(
+        `environment variable VALVE_DEPLOY_POLL_SECONDS: expected a positive number, got "${poll}"`,
+      );
+    settings.pollIntervalMs = seconds * 1000;
+  }
+  const teams = env.VALVE_LOCAL_TARGET_TEAMS;
+  if (teams !== undefined && teams.trim() !== '')
+    settings.localTargetTeams = teams
+      .split(',')
+      .map((team) => team.trim())
+      .filter(Boolean);
+  return settings;
+}
 
-/**
- * Environments and the reconciler: desired state is the deploy repo at its newest commit,
- * live state is what the target runs; a difference is applied, a broken manifest is recorded
- * as the environment's message and the live version is left untouched.
- */
+const sourceRepoPath = (team: string, app: string) => `${team}/${app}.git`;
+
 export class DeployService {
-  private readonly queues = new Map<string, { running: boolean; again: boolean }>();
-  private poller: NodeJS.Timeout | undefined;
+  readonly targets: TargetRegistry;
+  private readonly reconciler: Reconciler;
+  private readonly promotions: Promotions;
   private unsubscribe: (() => void) | undefined;
 
-  constructor(private readonly options: DeployServiceOptions) {}
+  constructor(private readonly options: DeployServiceOptions) {
+    this.targets = new TargetRegistry({
+      db: options.db,
+      local: options.target,
+      cipher: options.cipher,
+      localTeams: options.localTargetTeams,
+      dataDir: options.dataDir,
+      portBase: options.portBase,
+      images: options.images,
+      logger: options.log,
+      drivers: options.drivers,
+    });
+    this.promotions = new Promotions({
+      db: options.db,
+      git: options.git,
+      images: options.images,
+      registryHost: options.registryHost ?? (() => 'localhost'),
+      sourceRepoPath,
+    });
+    this.reconciler = new Reconciler({
+      db: options.db,
+      git: options.git,
+      events: options.events,
+      targets: this.targets,
+      images: options.images,
+      pollIntervalMs: options.pollIntervalMs,
+      onPoll: () => this.promotions.expireApprovals(),
+      secrets: options.secrets,
+      log: options.log,
+    });
+  }
 
+  /** Re-adopts what runs, then reconciles every environment; instances keep running throughout. */
   async start(): Promise<void> {
     await this.options.target.recover();
+    // valve.yaml gaining an environment on the source repo's main branch makes it one here.
     this.unsubscribe = this.options.events.on('git.refUpdated', (event) => {
-      const match = /^([^/]+)\/([^/]+)\.deploy\.git$/.exec(event.repoPath);
-      if (match && event.ref === 'refs/heads/main') void this.reconcileApp(match[1]!, match[2]!);
+      const match = /^([^/]+)\/([^/]+)\.git$/.exec(event.repoPath);
+      if (!match || match[2]!.endsWith('.deploy') || event.ref !== 'refs/heads/main') return;
+      if (!event.after) return;
+      void this.addSpecEnvironments(match[1]!, match[2]!, event.after).catch((error: unknown) =>
+        this.options.log?.warn({ err: error, repo: event.repoPath }, 'could not read environments'),
+      );
     });
-    const poll = async () => {
-      const rows = await this.options.db
-        .selectFrom('deploy_environments')
-        .select(['app_key', 'name'])
-        .execute();
-      for (const row of rows) {
-        const [team = '', app = ''] = row.app_key.split('/');
-        this.schedule(team, app, row.name);
-      }
-    };
-    await poll();
-    this.poller = setInterval(() => void poll(), this.options.pollIntervalMs ?? 30_000);
-    this.poller.unref();
+    await this.reconciler.start();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.poller);
     this.unsubscribe?.();
-    await this.options.target.close();
+    await this.reconciler.stop();
+    await this.targets.close();
+  }
+
+  private async addSpecEnvironments(team: string, app: string, commit: string) {
+    const known = await this.rows(team, app);
+    if (known.length === 0) return; // not an app (yet)
+    const content = await readFileAt(
+      this.options.git.pathOf(sourceRepoPath(team, app)),
+      commit,
+      APP_SPEC_FILE,
+    );
+    if (!content) return;
+    let spec: AppSpec;
+    try {
+      spec = parseAppSpec(content.toString(), APP_SPEC_FILE);
+    } catch {
+      return; // the pipeline reports a broken spec, with file and line
+    }
+    const names = new Set(known.map((row) => row.name));
+    for (const name of Object.keys(spec.environments)) {
+      if (names.has(name)) continue;
+      await insertEnvironment(this.options.db, team, app, name);
+      this.options.events.emit('deploy.updated', { appId: appKey(team, app), environment: name });
+    }
   }
 
   /** Creates the deploy repo with one folder per environment. */
@@ -105,21 +259,13 @@ export class DeployService {
       },
       actor,
     );
-    const rows = environments.map((name) => ({
-      app_key: appKey(team, app),
-      name,
-      applied_commit: null,
-      applied_image: null,
-      applied_hash: null,
-      source_commit: null,
-      deployed_at: null,
-      message: null,
-      created_at: now(),
-    }));
-    await this.options.db.insertInto('deploy_environments').values(rows).execute();
+    for (const name of environments) await insertEnvironment(this.options.db, team, app, name);
   }
 
-  /** Records a new version in the deploy repo: one commit, rendered manifests of one environment. */
+  /**
+   * A pipeline's deploy step: one commit with the rendered manifests of one environment
+   * (`deploy <env>: <app>@<digest> (source <commit>)`). Approval is the pipeline's own gate.
+   */
   async deployImage(input: {
     team: string;
     app: string;
@@ -129,50 +275,251 @@ export class DeployService {
     sourceCommit: string;
     actor: string;
   }): Promise<string> {
-    const files = renderEnvironment({ ...input });
-    const dir = envDir(input.environment);
-    const changes = Object.fromEntries(
-      Object.entries(files).map(([name, content]) => [`${dir}/${name}`, { content }]),
-    );
-    const digest = input.image.slice(input.image.indexOf('@') + 1);
-    return this.options.git.commit(
-      deployRepoPath(input.team, input.app),
+    return this.promotions.commit(
+      input.team,
+      input.app,
       {
-        branch: 'main',
-        changes,
-        message:
-          `deploy ${input.app} to ${input.environment}: ${digest.slice(0, 19)}\n\n` +
-          `Image: ${input.image}\nSource-Commit: ${input.sourceCommit}\nDeployed-By: ${input.actor}\n`,
-        author: { name: input.actor, email: `${input.actor}@valve` },
+        kind: 'deploy',
+        environment: input.environment,
+        image: input.image,
+        sourceCommit: input.sourceCommit,
       },
       input.actor,
+      null,
+      input.spec,
     );
   }
 
-  async environments(team: string, app: string): Promise<EnvironmentView[]> {
-    const rows = await this.options.db
+  // ---- environments ----
+
+  private rows(team: string, app: string) {
+    return this.options.db
       .selectFrom('deploy_environments')
       .selectAll()
       .where('app_key', '=', appKey(team, app))
       .orderBy('created_at')
+      .orderBy('name')
+      .execute();
+  }
+
+  async environments(team: string, app: string): Promise<EnvironmentView[]> {
+    const rows = await this.rows(team, app);
+    const lastSyncs = await this.options.db
+      .selectFrom('deploy_syncs')
+      .selectAll()
+      .where('app_key', '=', appKey(team, app))
+      .where('status', '!=', 'drifted')
+      .orderBy('started_at', 'desc')
+      .limit(200)
       .execute();
     return Promise.all(
       rows.map(async (row) => {
-        const live = await this.options.target.status(`${row.app_key}/${row.name}`);
+        const targetName = row.target ?? 'local';
+        let live: WorkloadStatus;
+        try {
+          live = await (
+            await this.targets.resolve(team, targetName)
+          ).status(`${row.app_key}/${row.name}`);
+        } catch (error) {
+          live = missingStatus(row.app_key, error instanceof Error ? error.message : String(error));
+        }
+        const last = lastSyncs.find((sync) => sync.environment === row.name);
         return {
           name: row.name,
           url: live.url,
           health: live.health,
+          syncStatus: row.sync_status as SyncStatus,
           image: row.applied_image,
+          digest: row.applied_image
+            ? row.applied_image.slice(row.applied_image.indexOf('@') + 1)
+            : null,
           sourceCommit: row.source_commit,
           deployCommit: row.applied_commit,
+          desiredCommit: row.desired_commit,
           deployedAt: row.deployed_at,
           message: row.message ?? live.message,
+          target: targetName,
+          sync: parsePolicy(row.sync_policy),
+          drift: row.drift ? (JSON.parse(row.drift) as string[]) : [],
           instances: live.instances,
+          lastSync: last ? syncView(last) : null,
         };
       }),
     );
   }
+
+  async environment(team: string, app: string, name: string): Promise<EnvironmentView> {
+    const found = (await this.environments(team, app)).find((env) => env.name === name);
+    if (!found)
+      throw new ValveError('DEPLOY_ENV_UNKNOWN', `environment ${name} of ${team}/${app} not found`);
+    return found;
+  }
+
+  /** Desired against live, per resource and field. */
+  async diff(team: string, app: string, name: string): Promise<DiffView> {
+    const result = await this.reconciler.diff(team, app, name);
+    if (!result)
+      throw new ValveError('DEPLOY_ENV_UNKNOWN', `environment ${name} of ${team}/${app} not found`);
+    const { observation, items, live } = result;
+    const { row, desired } = observation;
+    const outOfSync = new Set(items.map((item) => item.resource));
+    const liveIds = new Set(live.map(resourceId));
+    const resources: ResourceView[] = [
+      ...(observation.error ? [] : (desired?.resources ?? [])),
+      ...live.filter((r) => items.some((i) => i.prune && i.resource === resourceId(r))),
+    ].map((resource) => ({
+      resource: resourceId(resource),
+      kind: resource.kind,
+      name: resource.name,
+      file: resource.file,
+      line: resource.line,
+      health: observation.live
+        ? resourceHealth(resource, observation.live, liveIds.has(resourceId(resource)))
+        : 'missing',
+      status: outOfSync.has(resourceId(resource)) ? 'OutOfSync' : 'Synced',
+    }));
+    return {
+      environment: name,
+      syncStatus: observation.error
+        ? 'Unknown'
+        : items.length > 0 || row.sync_status === 'OutOfSync'
+          ? 'OutOfSync'
+          : (row.sync_status as SyncStatus),
+      desiredCommit: observation.revision?.sha ?? row.desired_commit,
+      deployCommit: row.applied_commit,
+      error: observation.error?.message ?? null,
+      resources,
+      items,
+      drift: row.drift ? (JSON.parse(row.drift) as string[]) : [],
+    };
+  }
+
+  /** A sync asked for by a user: applies even when automatic sync is off; waits for it. */
+  async sync(
+    team: string,
+    app: string,
+    name: string,
+    actor: string,
+    options: { prune?: boolean } = {},
+  ): Promise<{ environment: EnvironmentView; sync: SyncView | null }> {
+    await this.environment(team, app, name);
+    const started = new Date().toISOString();
+    await this.reconciler.refresh(team, app, name, { prune: options.prune ?? true, actor });
+    const sync = await this.options.db
+      .selectFrom('deploy_syncs')
+      .selectAll()
+      .where('app_key', '=', appKey(team, app))
+      .where('environment', '=', name)
+      .where('started_at', '>=', started)
+      .where('status', '!=', 'drifted')
+      .orderBy('started_at', 'desc')
+      .executeTakeFirst();
+    return {
+      environment: await this.environment(team, app, name),
+      sync: sync ? syncView(sync) : null,
+    };
+  }
+
+  /** Reconciles every environment of the app now (e.g. after a commit). */
+  reconcileApp(team: string, app: string): Promise<void> {
+    return this.reconciler.refreshApp(team, app);
+  }
+
+  // ---- changes ----
+
+  deploy(
+    team: string,
+    app: string,
+    env: string,
+    image: string,
+    actor: string,
+  ): Promise<ChangeResult> {
+    return this.promotions.deploy(team, app, env, image, actor);
+  }
+
+  promote(
+    team: string,
+    app: string,
+    from: string,
+    to: string,
+    actor: string,
+  ): Promise<ChangeResult> {
+    return this.promotions.promote(team, app, from, to, actor);
+  }
+
+  async rollback(
+    team: string,
+    app: string,
+    env: string,
+    to: { commit?: string; stepsBack?: number },
+    actor: string,
+  ): Promise<ChangeResult> {
+    await this.environment(team, app, env);
+    return this.promotions.rollback(team, app, env, to, actor);
+  }
+
+  /** Deploys (from Git: commit, digest, source, author, time) and syncs of an environment, newest first. */
+  async history(
+    team: string,
+    app: string,
+    env: string,
+    limit = 50,
+  ): Promise<{ deploys: (DeployRecord & { live: boolean })[]; syncs: SyncView[] }> {
+    const view = await this.environment(team, app, env);
+    const deploys = await this.promotions.history(team, app, env, limit);
+    const syncs = await this.options.db
+      .selectFrom('deploy_syncs')
+      .selectAll()
+      .where('app_key', '=', appKey(team, app))
+      .where('environment', '=', env)
+      .orderBy('started_at', 'desc')
+      .limit(limit)
+      .execute();
+    return {
+      deploys: deploys.map((d) => ({ ...d, live: d.commit === view.deployCommit })),
+      syncs: syncs.map(syncView),
+    };
+  }
+
+  approvals(team: string, app: string, filter?: { status?: string; teams?: string[] }) {
+    return this.promotions.approvals(team, app, filter);
+  }
+
+  async approval(team: string, app: string, id: string): Promise<ApprovalView> {
+    const found = await this.promotions.approval(team, app, id);
+    if (!found) throw notFound(`approval ${id}`);
+    return found;
+  }
+
+  decide(input: Parameters<Promotions['decide']>[0]): Promise<ApprovalView> {
+    return this.promotions.decide(input);
+  }
+
+  // ---- targets ----
+
+  listTargets(team: string): Promise<TargetView[]> {
+    return this.targets.list(team);
+  }
+
+  addTarget(team: string, input: TargetInput, actor: string): Promise<TargetView> {
+    return this.targets.add(team, input, actor);
+  }
+
+  async removeTarget(team: string, name: string): Promise<void> {
+    const using = await this.options.db
+      .selectFrom('deploy_environments')
+      .select(['app_key', 'name'])
+      .where('app_key', 'like', `${team}/%`)
+      .where('target', '=', name)
+      .execute();
+    await this.targets.remove(
+      team,
+      name,
+      using.map((row) => `${row.app_key.slice(team.length + 1)}/${row.name}`),
+    );
+  }
+
+  // ---- waiting (the pipeline's deploy step) ----
 
   /** Resolves once the environment runs the given deploy commit; throws when its sync failed. */
   async waitForSync(
@@ -183,6 +530,8 @@ export class DeployService {
     options: { timeoutMs: number; signal?: AbortSignal },
   ): Promise<EnvironmentView> {
     const deadline = Date.now() + options.timeoutMs;
+    const gitDir = this.options.git.pathOf(deployRepoPath(team, app));
+    void this.reconciler.refresh(team, app, environment);
     for (;;) {
       options.signal?.throwIfAborted();
       const sync = await this.options.db
@@ -195,10 +544,20 @@ export class DeployService {
         .orderBy('started_at', 'desc')
         .executeTakeFirst();
       if (sync?.status === 'failed') throw new Error(sync.message ?? 'sync failed');
-      if (sync?.status === 'succeeded') {
-        const views = await this.environments(team, app);
-        return views.find((v) => v.name === environment)!;
-      }
+      const view = await this.environment(team, app, environment);
+      if (sync?.status === 'succeeded') return view;
+      // A commit that left the folder as it was: synced once a later head is.
+      const row = (await this.rows(team, app)).find((r) => r.name === environment);
+      if (
+        row?.sync_status === 'Synced' &&
+        row.synced_head &&
+        (await isAncestor(gitDir, commit, row.synced_head))
+      )
+        return view;
+      if (row?.desired_commit === commit && row.sync_status === 'OutOfSync' && !view.sync.automated)
+        throw new Error(
+          `${environment} syncs manually: the commit waits for \`valve sync\` (POST .../sync)`,
+        );
       if (Date.now() > deadline)
         throw new Error(`environment ${environment} did not sync ${commit.slice(0, 7)} in time`);
       await this.nextUpdate(appKey(team, app), environment, 1000);
@@ -219,226 +578,41 @@ export class DeployService {
       });
     });
   }
+}
 
-  async reconcileApp(team: string, app: string): Promise<void> {
-    const rows = await this.options.db
-      .selectFrom('deploy_environments')
-      .select('name')
-      .where('app_key', '=', appKey(team, app))
-      .execute();
-    for (const row of rows) this.schedule(team, app, row.name);
-  }
+async function isAncestor(gitDir: string, ancestor: string, of: string): Promise<boolean> {
+  const { code } = await runGit(gitDir, ['merge-base', '--is-ancestor', ancestor, of], {
+    okCodes: [1, 128],
+  });
+  return code === 0;
+}
 
-  /** One reconcile per environment at a time; a request during one runs once more after it. */
-  private schedule(team: string, app: string, environment: string): void {
-    const key = `${appKey(team, app)}/${environment}`;
-    const state = this.queues.get(key) ?? { running: false, again: false };
-    this.queues.set(key, state);
-    if (state.running) {
-      state.again = true;
-      return;
-    }
-    state.running = true;
-    void (async () => {
-      do {
-        state.again = false;
-        try {
-          await this.reconcileEnvironment(team, app, environment);
-        } catch (error) {
-          this.options.log?.warn({ err: error, key }, 'reconcile failed');
-        }
-      } while (state.again);
-      state.running = false;
-    })();
-  }
+function missingStatus(key: string, message: string): WorkloadStatus {
+  return {
+    key,
+    health: 'missing',
+    url: null,
+    image: null,
+    imageReference: null,
+    desiredReplicas: 0,
+    readyReplicas: 0,
+    instances: [],
+    message,
+    drift: [],
+  };
+}
 
-  private async reconcileEnvironment(
-    team: string,
-    app: string,
-    environment: string,
-  ): Promise<void> {
-    const key = `${appKey(team, app)}/${environment}`;
-    const gitDir = this.options.git.pathOf(deployRepoPath(team, app));
-    const commit = await resolveRef(gitDir, 'refs/heads/main');
-    if (!commit) return;
-    const row = await this.options.db
-      .selectFrom('deploy_environments')
-      .selectAll()
-      .where('app_key', '=', appKey(team, app))
-      .where('name', '=', environment)
-      .executeTakeFirst();
-    if (!row) return;
-
-    let manifests: EnvironmentManifests;
-    try {
-      const paths = (await listFilesAt(gitDir, commit, envDir(environment))).filter((p) =>
-        /\.ya?ml$/.test(p),
-      );
-      const files = await Promise.all(
-        paths.map(async (path) => ({
-          path,
-          text: (await readFileAt(gitDir, commit, path))!.toString(),
-        })),
-      );
-      manifests = readEnvironmentManifests(files);
-    } catch (error) {
-      if (!(error instanceof FileValidationError)) throw error;
-      // Desired state is unreadable: say where, and leave what runs alone.
-      await this.recordSync(
-        team,
-        app,
-        environment,
-        commit,
-        'failed',
-        `deploy repo: ${error.message}`,
-      );
-      return;
-    }
-
-    const { sourceCommit } = manifests;
-    const first = manifests.workloads[0];
-    const workload: WorkloadSpec | undefined = first && { key, ...first };
-    const live = await this.options.target.status(key);
-    if (!workload) {
-      if (live.health !== 'missing') await this.options.target.delete(key);
-      if (row.applied_commit !== commit)
-        await this.markApplied(team, app, environment, commit, null, null, null);
-      return;
-    }
-    const hash = createHash('sha256').update(JSON.stringify(workload)).digest('hex');
-    const inSync =
-      row.applied_hash === hash &&
-      live.image === workload.image.digest &&
-      live.health !== 'missing';
-    if (inSync) {
-      if (row.applied_commit !== commit)
-        await this.markApplied(team, app, environment, commit, workload, hash, sourceCommit);
-      return;
-    }
-    if (!(await this.options.images.getManifest(workload.image.repo, workload.image.digest))) {
-      await this.recordSync(
-        team,
-        app,
-        environment,
-        commit,
-        'failed',
-        `image ${workload.image.reference} is not in the registry`,
-      );
-      return;
-    }
-    const syncId = await this.recordSync(
-      team,
-      app,
-      environment,
-      commit,
-      'running',
-      `applying ${workload.image.digest.slice(0, 19)}`,
-    );
-    try {
-      await this.options.target.apply(workload, (message) =>
-        this.options.log?.info({ key }, message),
-      );
-    } catch (error) {
-      await this.finishSync(
-        syncId,
-        team,
-        app,
-        environment,
-        'failed',
-        error instanceof Error ? error.message : String(error),
-      );
-      return;
-    }
-    await this.markApplied(team, app, environment, commit, workload, hash, sourceCommit);
-    await this.finishSync(syncId, team, app, environment, 'succeeded', null);
-  }
-
-  private async markApplied(
-    team: string,
-    app: string,
-    environment: string,
-    commit: string,
-    workload: WorkloadSpec | null,
-    hash: string | null,
-    sourceCommit: string | null,
-  ) {
-    await this.options.db
-      .updateTable('deploy_environments')
-      .set({
-        applied_commit: commit,
-        applied_image: workload?.image.reference ?? null,
-        applied_hash: hash,
-        source_commit: sourceCommit,
-        deployed_at: now(),
-        message: null,
-      })
-      .where('app_key', '=', appKey(team, app))
-      .where('name', '=', environment)
-      .execute();
-    this.options.events.emit('deploy.updated', { appId: appKey(team, app), environment });
-  }
-
-  private async recordSync(
-    team: string,
-    app: string,
-    environment: string,
-    commit: string,
-    status: 'running' | 'failed',
-    message: string,
-  ): Promise<string> {
-    const id = newId('sync');
-    await this.options.db
-      .insertInto('deploy_syncs')
-      .values({
-        id,
-        app_key: appKey(team, app),
-        environment,
-        commit,
-        status,
-        message,
-        started_at: now(),
-        finished_at: status === 'failed' ? now() : null,
-      })
-      .execute();
-    await this.setMessage(team, app, environment, message);
-    return id;
-  }
-
-  private async finishSync(
-    id: string,
-    team: string,
-    app: string,
-    environment: string,
-    status: string,
-    message: string | null,
-  ) {
-    await this.options.db
-      .updateTable('deploy_syncs')
-      .set({ status, message, finished_at: now() })
-      .where('id', '=', id)
-      .execute();
-    await this.setMessage(team, app, environment, message);
-  }
-
-  private async setMessage(team: string, app: string, environment: string, message: string | null) {
-    await this.options.db
-      .updateTable('deploy_environments')
-      .set({ message })
-      .where('app_key', '=', appKey(team, app))
-      .where('name', '=', environment)
-      .execute();
-    this.options.events.emit('deploy.updated', { appId: appKey(team, app), environment });
-  }
-
-  /** Sync history of an environment, newest first. */
-  async history(team: string, app: string, environment: string, limit = 50) {
-    return this.options.db
-      .selectFrom('deploy_syncs')
-      .selectAll()
-      .where('app_key', '=', appKey(team, app))
-      .where('environment', '=', environment)
-      .orderBy('started_at', 'desc')
-      .limit(limit)
-      .execute();
-  }
+function syncView(row: DeployTables['deploy_syncs']): SyncView {
+  return {
+    id: row.id,
+    commit: row.commit,
+    sourceCommit: row.source_commit,
+    image: row.image,
+    trigger: row.trigger,
+    actor: row.actor,
+    status: row.status,
+    message: row.message,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
 }

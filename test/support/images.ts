@@ -5,10 +5,20 @@
  * under its name), and at most once per test process.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { gunzipSync, gzipSync } from 'node:zlib';
 
 const run = promisify(execFile);
 const BUSYBOX = '/bin/busybox';
@@ -111,4 +121,105 @@ export async function writeBusyboxRootfs(tarball: string, marker: string): Promi
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/** The registry calls `publishBusyboxHttpdImage` makes (a `Registry` fits). */
+export interface ImageSink {
+  putBlob(data: Buffer): Promise<unknown>;
+  putManifest(
+    repo: string,
+    reference: string,
+    body: Buffer,
+    mediaType: string,
+  ): Promise<{ digest: string }>;
+}
+
+/** `sh` as PID 1 ignores SIGTERM unless it traps it: this one stops at once on `podman stop`. */
+export const versionedHttpdCommand = [
+  'sh',
+  '-c',
+  'echo "serving $VERSION on $PORT"; httpd -f -p "$PORT" -h /www & trap "kill $!; exit 0" TERM; wait',
+];
+
+let busyboxLayer: Promise<Buffer> | null = null;
+
+/**
+ * Pushes an OCI image into `registry` under `repo:<version>` and returns it as a deploy spec
+ * pins it (`<host>/<repo>@<digest>`): the busybox root filesystem as one gzip layer, and a
+ * layer with /www/index.html holding `version` (no newline) and /www/healthz, served by
+ * `busybox httpd` on `$PORT` (env VERSION is set too). `healthy: false` leaves out
+ * /www/healthz, so a readiness probe there gets 404 for good. For the podman deploy target.
+ */
+export async function publishBusyboxHttpdImage(
+  registry: ImageSink,
+  host: string,
+  repo: string,
+  options: { version: string; healthy?: boolean },
+): Promise<{ reference: string; repo: string; digest: string }> {
+  busyboxLayer ??= (async () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'valve-test-layer-'));
+    try {
+      const tarball = join(scratch, 'rootfs.tar');
+      await writeBusyboxRootfs(tarball, 'valve-test-busybox-httpd-versioned');
+      return gzipSync(readFileSync(tarball));
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  })();
+  const scratch = mkdtempSync(join(tmpdir(), 'valve-test-layer-'));
+  let www: Buffer;
+  try {
+    mkdirSync(join(scratch, 'www'));
+    writeFileSync(join(scratch, 'www/index.html'), options.version);
+    if (options.healthy !== false) writeFileSync(join(scratch, 'www/healthz'), 'ok');
+    const tarball = join(scratch, 'www.tar');
+    await run('tar', [
+      '--numeric-owner',
+      '--owner=0',
+      '--group=0',
+      '-C',
+      scratch,
+      '-cf',
+      tarball,
+      'www',
+    ]);
+    www = gzipSync(readFileSync(tarball));
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  const layers = [await busyboxLayer, www];
+  const sha256 = (data: Buffer) => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  const architectures: Record<string, string> = { x64: 'amd64', arm64: 'arm64' };
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: architectures[process.arch] ?? process.arch,
+      os: 'linux',
+      config: {
+        Env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin', `VERSION=${options.version}`],
+        Cmd: versionedHttpdCommand,
+        WorkingDir: '/',
+      },
+      rootfs: { type: 'layers', diff_ids: layers.map((layer) => sha256(gunzipSync(layer))) },
+    }),
+  );
+  for (const blob of [config, ...layers]) await registry.putBlob(blob);
+  const mediaType = 'application/vnd.oci.image.manifest.v1+json';
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType,
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: sha256(config),
+        size: config.length,
+      },
+      layers: layers.map((layer) => ({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        digest: sha256(layer),
+        size: layer.length,
+      })),
+    }),
+  );
+  const { digest } = await registry.putManifest(repo, options.version, manifest, mediaType);
+  return { reference: `${host}/${repo}@${digest}`, repo, digest };
 }

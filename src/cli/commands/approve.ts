@@ -1,9 +1,17 @@
 import type { Command } from 'commander';
-import { ApiClient, CliError, parseAppRef, parseRunNumber, runApiPath } from '../client.js';
-import type { JobView, RunView } from '../views.js';
+import {
+  ApiClient,
+  CliError,
+  appApiPath,
+  parseAppRef,
+  parseRunNumber,
+  runApiPath,
+} from '../client.js';
+import type { DeployApprovalView, JobView, RunView } from '../views.js';
 
 interface ApproveOptions {
   job?: string;
+  id?: string;
   reject?: boolean;
   comment?: string;
 }
@@ -32,20 +40,61 @@ export function pendingJob(run: RunView, name: string | undefined): JobView {
   );
 }
 
+/** The deploy approval to decide: the one named, or the app's only pending one. */
+export function pendingDeployApproval(
+  approvals: DeployApprovalView[],
+  id: string | undefined,
+  app: string,
+): DeployApprovalView {
+  if (id !== undefined) {
+    const found = approvals.find((a) => a.id === id);
+    if (!found) throw new CliError(`${app} has no approval ${id} that you can decide`);
+    if (found.status !== 'pending') throw new CliError(`approval ${id} is already ${found.status}`);
+    return found;
+  }
+  const pending = approvals.filter((a) => a.status === 'pending');
+  if (pending.length === 1) return pending[0]!;
+  if (pending.length === 0) throw new CliError(`${app} has no deploy waiting for approval`);
+  throw new CliError(
+    `${app} has ${pending.length} deploys waiting for approval; choose one with --id:\n${pending.map((a) => `  ${a.id}  ${a.summary} (team ${a.team})`).join('\n')}`,
+  );
+}
+
 export function registerApprove(program: Command) {
   program
     .command('approve')
-    .description('approve (or --reject) a deployment that waits for approval')
+    .description(
+      "approve (or --reject) a deployment that waits for approval: a pipeline run's job, or without <run> a deploy, promotion or rollback",
+    )
     .argument('<team/app>')
-    .argument('<run>', 'run number')
+    .argument('[run]', 'run number (without it: a deploy approval of the app)')
     .option('-j, --job <key>', 'the waiting job, if the run waits for more than one')
+    .option('--id <approval>', 'the deploy approval, if more than one waits')
     .option('--reject', 'reject it: the job fails and does not deploy')
     .option('-m, --comment <text>', 'why, kept with the decision')
-    .action(async (ref: string, number: string, options: ApproveOptions) => {
-      const runRef = { ...parseAppRef(ref), number: parseRunNumber(number) };
+    .action(async (ref: string, number: string | undefined, options: ApproveOptions) => {
       const client = ApiClient.fromConfig();
-      const job = pendingJob(await client.request<RunView>('GET', runApiPath(runRef)), options.job);
       const decision = options.reject ? 'reject' : 'approve';
+      if (number === undefined) {
+        const appRef = parseAppRef(ref);
+        const approvals = await client.request<DeployApprovalView[]>(
+          'GET',
+          `${appApiPath(appRef)}/approvals`,
+        );
+        const approval = pendingDeployApproval(approvals, options.id, ref);
+        const decided = await client.request<DeployApprovalView>(
+          'POST',
+          `${appApiPath(appRef)}/approvals/${encodeURIComponent(approval.id)}/${decision}`,
+          options.comment ? { comment: options.comment } : {},
+        );
+        console.log(
+          `${decision === 'approve' ? 'approved' : 'rejected'}: ${decided.summary}` +
+            (decided.commit ? ` (deploy repo ${decided.commit.slice(0, 12)})` : ''),
+        );
+        return;
+      }
+      const runRef = { ...parseAppRef(ref), number: parseRunNumber(number) };
+      const job = pendingJob(await client.request<RunView>('GET', runApiPath(runRef)), options.job);
       await client.request(
         'POST',
         `${runApiPath(runRef)}/jobs/${encodeURIComponent(job.key)}/approval`,

@@ -35,4 +35,28 @@ describe('workloadSpecSchema', () => {
       'replicas',
     ]);
   });
+
+  it('takes an optional rollout and names its bad fields', () => {
+    const rollout = {
+      strategy: 'canary',
+      steps: [
+        { weight: 10, pauseSeconds: 30 },
+        { weight: 50, pauseSeconds: 30 },
+      ],
+      analysis: { maxErrorRate: 0.05, minRequests: 20, maxFailedChecks: 2, intervalSeconds: 5 },
+      autoPromote: true,
+    };
+    const parsed = workloadSpecSchema.safeParse({ ...valid, rollout });
+    assert.ok(parsed.success);
+    assert.deepEqual(parsed.data.rollout, rollout);
+    const bad = workloadSpecSchema.safeParse({
+      ...valid,
+      rollout: { ...rollout, steps: [{ weight: 120, pauseSeconds: 1 }] },
+    });
+    assert.ok(!bad.success);
+    assert.deepEqual(
+      bad.error.issues.map((issue) => issue.path.join('.')),
+      ['rollout.steps.0.weight'],
+    );
+  });
 });

@@ -1,4 +1,14 @@
 import { z } from 'zod';
+import { rolloutSpecSchema, type RolloutSpec, type RolloutStrategy } from '../rollout-spec.js';
+
+// The rollout spec is the app spec's (one schema for what users write and what targets get).
+export {
+  rolloutStrategies,
+  type RolloutAnalysis,
+  type RolloutSpec,
+  type RolloutStep,
+  type RolloutStrategy,
+} from '../rollout-spec.js';
 
 /**
  * The seam between the deploy reconciler and whatever runs workloads (local processes, podman,
@@ -54,6 +64,11 @@ export interface WorkloadSpec {
   replicas: number;
   /** Without one, an instance is ready when `GET /` answers 2xx/3xx. */
   readiness?: ReadinessProbe;
+  /**
+   * How a new version replaces the serving one; without it, a rolling switch. Canary and
+   * blue-green need `capabilities.canary` / `capabilities.blueGreen`.
+   */
+  rollout?: RolloutSpec;
 }
 
 const digestPattern = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/;
@@ -84,6 +99,7 @@ export const workloadSpecSchema: z.ZodType<WorkloadSpec> = z.object({
       failureThreshold: z.number().int().min(1).optional(),
     })
     .optional(),
+  rollout: rolloutSpecSchema.optional(),
 });
 
 /**
@@ -130,6 +146,55 @@ export interface InstanceStatus {
   restarts: number;
 }
 
+/**
+ * Where a canary or blue-green rollout stands. `progressing`: starting the new version's
+ * instances or moving traffic; `analyzing`: holding a step while its 5xx rate and health
+ * checks are measured; `paused`: waiting for `promote(key)`, still analysing; `promoted`: the
+ * new version is the stable one; `rolled-back`: the analysis (or `abort`) sent all traffic back
+ * to the stable version and stopped the new one; `failed`: the new version never got ready (or
+ * the rollback itself failed), the stable version serves.
+ */
+export const rolloutPhases = [
+  'progressing',
+  'paused',
+  'analyzing',
+  'promoted',
+  'rolled-back',
+  'failed',
+] as const;
+export type RolloutPhase = (typeof rolloutPhases)[number];
+
+export interface RolloutAnalysisStatus {
+  /** Requests that reached the new version since the rollout began (within the target's window). */
+  requests: number;
+  /** Of those, answered 5xx or not answered at all (connection failed). */
+  errors5xx: number;
+  /** errors5xx / requests; 0 without requests. */
+  errorRate: number;
+  /** Failed health checks (readiness probes, crashes) of the new version's instances. */
+  failedChecks: number;
+}
+
+export interface RolloutStatus {
+  strategy: Exclude<RolloutStrategy, 'rolling'>;
+  phase: RolloutPhase;
+  /** 1-based step under way (blue-green has one); 0 before the first. */
+  step: number;
+  steps: number;
+  /** Share of the stable address's requests the new version gets now, 0-100. */
+  weight: number;
+  /** Manifest digests, like `WorkloadStatus.image`. */
+  canaryImage: string;
+  stableImage: string | null;
+  /** Blue-green: an address serving only the new version until the switch; else null. */
+  previewUrl: string | null;
+  /** What happens now, or why it was rolled back. */
+  message: string;
+  analysis: RolloutAnalysisStatus;
+  startedAt: string;
+  updatedAt: string;
+}
+
 export interface WorkloadStatus {
   key: string;
   health: HealthState;
@@ -144,6 +209,14 @@ export interface WorkloadStatus {
   instances: InstanceStatus[];
   /** Why it is not healthy, or what the last failed apply said; null when all is well. */
   message: string | null;
+  /**
+   * What differs from the applied spec, one sentence each ("instance inst_x not running", "file
+   * /app/server.js changed in the image root"); empty when nothing does or the target cannot
+   * tell (`capabilities.selfHeal` false). `repair(key)` re-creates it.
+   */
+  drift: string[];
+  /** The last canary or blue-green rollout of this workload, while and after it runs. */
+  rollout?: RolloutStatus;
 }
 
 /** A pino logger fits; targets log through this and nothing else. */
@@ -161,10 +234,25 @@ export const silentLogger: TargetLogger = {
   error: () => {},
 };
 
+/** What a driver can do beyond the verbs every driver has; the console shows only these. */
 export interface TargetCapabilities {
+  /** A new version replaces the old one without a failed request (start, switch, stop). */
   rollingUpdate: boolean;
+  /**
+   * `true`: exact traffic weights (a proxy splits requests); `'replica-ratio'`: the weight is
+   * approximated by the ratio of new to old replicas behind one address (a Kubernetes Service
+   * without a mesh); `false`: a canary spec is refused.
+   */
+  canary: boolean | 'replica-ratio';
+  /** The new version runs beside the old one on a preview address, then takes over at once. */
+  blueGreen: boolean;
+  /** Crashed instances are restarted. */
   restartOnCrash: boolean;
+  /** `status().drift` reports what differs from the applied spec, and `repair()` re-creates it. */
+  selfHeal: boolean;
   logs: boolean;
+  /** Removes what it runs for a workload that the spec no longer has (extra instances, objects). */
+  prune: boolean;
 }
 
 export interface Target {
@@ -173,10 +261,32 @@ export interface Target {
   /**
    * Brings the workload to the spec: resolves once the new version serves at the stable url
    * (and the old one is stopped); on failure the old version keeps serving, the status message
-   * says why and it throws. Applying the spec that already serves is a no-op.
+   * says why and it throws. Applying the spec that already serves is a no-op. With a canary or
+   * blue-green `spec.rollout` it resolves once the new version is promoted (a manual promotion
+   * is waited for) and throws DEPLOY_ROLLOUT_FAILED when it was rolled back.
    */
   apply(spec: WorkloadSpec, onProgress?: (message: string) => void): Promise<WorkloadStatus>;
-  status(key: string): Promise<WorkloadStatus>;
+  /**
+   * The workload as it runs. `verify`: check for drift now rather than report what the last
+   * periodic check found (may read files or ask an API: slower).
+   */
+  status(key: string, options?: { verify?: boolean }): Promise<WorkloadStatus>;
+  /**
+   * Re-creates what drifted (see `WorkloadStatus.drift`) without a failed request; a workload
+   * without drift, or unknown, is left alone. Runs between applies, never during one.
+   */
+  repair(key: string): Promise<void>;
+  /**
+   * A canary or blue-green rollout in progress: skip the remaining steps (or end the wait for
+   * a manual promotion) and make the new version the stable one. Resolves once asked; the
+   * `apply` under way resolves when it is done. Throws CONFLICT when no rollout runs.
+   */
+  promote?(key: string): Promise<void>;
+  /**
+   * A canary or blue-green rollout in progress: roll it back now (its `apply` throws
+   * DEPLOY_ROLLOUT_FAILED). Throws CONFLICT when no rollout runs.
+   */
+  abort?(key: string): Promise<void>;
   /** Stops and forgets the workload; deleting an unknown key is a no-op. */
   delete(key: string): Promise<void>;
   /** The tail of the workload's output, one block per instance. */

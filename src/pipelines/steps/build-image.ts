@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { realpath } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { build, parseImageReference, type BuildOptions } from '../../build/index.js';
-import { APP_SPEC_FILE, parseAppSpec } from '../../deploy/index.js';
+import { APP_SPEC_FILE, loadAppSpec, plainVariables } from '../../deploy/index.js';
 import { defineStep, type StepContext } from './step.js';
 import { isInside, workspaceRelative } from './workspace-files.js';
 
@@ -108,13 +108,16 @@ async function inWorkspace(workspace: string, input: string, what: string): Prom
   return path;
 }
 
-/** Entrypoint, command and variables from the app spec's first container, if there is one. */
+/**
+ * Entrypoint, command and variables from the app spec's first container, if there is one. Only
+ * plain variables go into the image: secret references are resolved at deploy time and must
+ * never be baked into a layer or config.
+ */
 function appSpecConfig(context: StepContext) {
-  const specFile = join(context.workspace, APP_SPEC_FILE);
-  const container = existsSync(specFile)
-    ? Object.values(parseAppSpec(readFileSync(specFile, 'utf8'), APP_SPEC_FILE).containers)[0]
-    : undefined;
-  return { entrypoint: container?.command, cmd: container?.args, env: container?.variables };
+  if (!existsSync(join(context.workspace, APP_SPEC_FILE))) return {};
+  const spec = loadAppSpec(context.workspace);
+  const container = Object.values(spec.containers)[0];
+  return { entrypoint: container?.command, cmd: container?.args, env: plainVariables(spec) };
 }
 
 /** A base in Valve's own registry must belong to the run's team, as a pull would require. */

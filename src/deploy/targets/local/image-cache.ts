@@ -1,17 +1,21 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { ValveError } from '../../../errors.js';
 import { hostPlatform, type Platform } from '../../../registry/index.js';
 import type { ImageSource, WorkloadImage } from '../target.js';
 import { extractLayer, type LayerCompression } from './layer-extract.js';
+import { changedFiles, indexFiles, type FileIndex } from './rootfs-files.js';
 
 /**
  * Unpacks OCI images into directories, once per manifest digest:
  * `<dir>/<digest-hex>/rootfs` and `<dir>/<digest-hex>/image.json` (the image config). An image
  * is unpacked into a temp directory and renamed into place, so a directory that exists is
- * complete.
+ * complete. Beside each root, `<root>.files.json` indexes its files (rootfs-files.ts) to find
+ * files changed by hand. `refresh` unpacks a fresh root next to a drifted one
+ * (`rootfs-<random>`, named in `<dir>/<digest-hex>/current`): a root in use is never
+ * rewritten.
  */
 
 const mediaTypes = {
@@ -76,6 +80,8 @@ export interface UnpackedImage {
 
 export class ImageCache {
   private readonly unpacking = new Map<string, Promise<UnpackedImage>>();
+  /** File indexes by root directory, read once. */
+  private readonly indexes = new Map<string, Promise<FileIndex>>();
 
   constructor(
     private readonly dir: string,
@@ -90,6 +96,63 @@ export class ImageCache {
       this.unpacking.set(image.digest, pending);
     }
     return pending;
+  }
+
+  /** How `rootfs` differs from what was unpacked there, one sentence per file; [] when not. */
+  async verify(rootfs: string): Promise<string[]> {
+    return changedFiles(rootfs, await this.fileIndex(rootfs));
+  }
+
+  /**
+   * A root of `image` without drift, to replace `stale`: the image's current root when that
+   * is another one and unchanged, else a fresh unpack beside the others.
+   */
+  async refresh(image: WorkloadImage, stale: string): Promise<UnpackedImage> {
+    const final = join(this.dir, digestDirName(image.digest));
+    const current = await readCached(final, image.digest);
+    if (current && current.rootfs !== stale && (await this.verify(current.rootfs)).length === 0) {
+      return current;
+    }
+    const random = randomBytes(4).toString('hex');
+    const temp = join(this.dir, `.tmp-${digestDirName(image.digest)}-${random}`);
+    const name = `rootfs-${random}`;
+    try {
+      const config = await this.unpackInto(temp, image);
+      await mkdir(final, { recursive: true });
+      // The index first: a root that is in place always has one.
+      await rename(join(temp, 'rootfs.files.json'), join(final, `${name}.files.json`));
+      await rename(join(temp, 'rootfs'), join(final, name));
+      await writeFile(join(temp, 'current'), `${name}\n`);
+      await rename(join(temp, 'current'), join(final, 'current'));
+      if (!current)
+        await writeFile(join(final, 'image.json'), JSON.stringify(config, null, 2) + '\n');
+      return { digest: image.digest, rootfs: join(final, name), config };
+    } finally {
+      await rm(temp, { recursive: true, force: true });
+    }
+  }
+
+  /** Removes a root nothing runs from any more (one `refresh` replaced). */
+  async removeRoot(rootfs: string): Promise<void> {
+    const final = dirname(rootfs);
+    const current = await currentRootName(final);
+    if (basename(rootfs) === current) return;
+    this.indexes.delete(rootfs);
+    await rm(rootfs, { recursive: true, force: true });
+    await rm(`${rootfs}.files.json`, { force: true });
+  }
+
+  /** The root's index; a root unpacked before indexes existed is indexed as it is now. */
+  private fileIndex(rootfs: string): Promise<FileIndex> {
+    let index = this.indexes.get(rootfs);
+    if (!index) {
+      index = readIndex(rootfs).catch((error: unknown) => {
+        this.indexes.delete(rootfs);
+        throw error;
+      });
+      this.indexes.set(rootfs, index);
+    }
+    return index;
   }
 
   /** Leftovers of unpacks a crash interrupted; only safe while nothing unpacks (at start). */
@@ -120,30 +183,7 @@ export class ImageCache {
       `.tmp-${digestDirName(image.digest)}-${randomBytes(4).toString('hex')}`,
     );
     try {
-      await mkdir(join(temp, 'rootfs'), { recursive: true });
-      const manifest = await this.imageManifest(image);
-      if (!manifest.config) throw imageInvalid(image, 'manifest has no config');
-      const configBody = await this.readBlob(image, manifest.config.digest);
-      const config = parseImageConfig(image, configBody);
-      for (const [index, layer] of (manifest.layers ?? []).entries()) {
-        const compression = layerCompressions[layer.mediaType ?? ''];
-        if (!compression) {
-          throw imageInvalid(
-            image,
-            `layer ${index + 1} has unsupported media type ${layer.mediaType}`,
-          );
-        }
-        const blob = await this.source.openBlob(layer.digest);
-        if (!blob) throw imageUnavailable(image, `layer ${layer.digest} is missing`);
-        try {
-          await extractLayer(join(temp, 'rootfs'), blob, { digest: layer.digest, compression });
-        } catch (error) {
-          throw imageInvalid(
-            image,
-            `layer ${index + 1} (${layer.digest}): ${(error as Error).message}`,
-          );
-        }
-      }
+      const config = await this.unpackInto(temp, image);
       await writeFile(join(temp, 'image.json'), JSON.stringify(config, null, 2) + '\n');
       await mkdir(this.dir, { recursive: true });
       try {
@@ -159,6 +199,37 @@ export class ImageCache {
       await rm(temp, { recursive: true, force: true });
       throw error;
     }
+  }
+
+  /** Unpacks the layers into `<temp>/rootfs`, indexes it into `<temp>/rootfs.files.json`. */
+  private async unpackInto(temp: string, image: WorkloadImage): Promise<ImageConfig> {
+    await mkdir(join(temp, 'rootfs'), { recursive: true });
+    const manifest = await this.imageManifest(image);
+    if (!manifest.config) throw imageInvalid(image, 'manifest has no config');
+    const configBody = await this.readBlob(image, manifest.config.digest);
+    const config = parseImageConfig(image, configBody);
+    for (const [index, layer] of (manifest.layers ?? []).entries()) {
+      const compression = layerCompressions[layer.mediaType ?? ''];
+      if (!compression) {
+        throw imageInvalid(
+          image,
+          `layer ${index + 1} has unsupported media type ${layer.mediaType}`,
+        );
+      }
+      const blob = await this.source.openBlob(layer.digest);
+      if (!blob) throw imageUnavailable(image, `layer ${layer.digest} is missing`);
+      try {
+        await extractLayer(join(temp, 'rootfs'), blob, { digest: layer.digest, compression });
+      } catch (error) {
+        throw imageInvalid(
+          image,
+          `layer ${index + 1} (${layer.digest}): ${(error as Error).message}`,
+        );
+      }
+    }
+    const index = await indexFiles(join(temp, 'rootfs'));
+    await writeFile(join(temp, 'rootfs.files.json'), JSON.stringify(index) + '\n');
+    return config;
   }
 
   /** The image manifest for this host, choosing from an index by platform. */
@@ -201,7 +272,31 @@ async function readCached(final: string, digest: string): Promise<UnpackedImage 
   } catch {
     return null;
   }
-  return { digest, rootfs: join(final, 'rootfs'), config: JSON.parse(text) as ImageConfig };
+  const rootfs = join(final, await currentRootName(final));
+  return { digest, rootfs, config: JSON.parse(text) as ImageConfig };
+}
+
+/** `rootfs`, or the fresh root a repair unpacked (named in `current`). */
+async function currentRootName(final: string): Promise<string> {
+  try {
+    const name = (await readFile(join(final, 'current'), 'utf8')).trim();
+    if (/^rootfs-[0-9a-f]+$/.test(name)) return name;
+  } catch {
+    // No repair happened: the first root.
+  }
+  return 'rootfs';
+}
+
+async function readIndex(rootfs: string): Promise<FileIndex> {
+  const file = `${rootfs}.files.json`;
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as FileIndex;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const index = await indexFiles(rootfs);
+  await writeFile(file, JSON.stringify(index) + '\n');
+  return index;
 }
 
 function parseImageConfig(image: WorkloadImage, body: Buffer): ImageConfig {

@@ -22,6 +22,8 @@ import type { InstanceRecord } from './state-file.js';
 export interface InstanceOptions {
   /** How to start a process; an Error when that is not known (its image could not be prepared). */
   launch: LaunchPlan | Error;
+  /** The unpacked image root the process runs from (for drift checks); null when unknown. */
+  rootfs: string | null;
   probe: ProbeSettings;
   logFile: string;
   logger: TargetLogger;
@@ -75,6 +77,23 @@ export class Instance {
 
   get ready(): boolean {
     return this.state === 'ready';
+  }
+
+  get rootfs(): string | null {
+    return this.options.rootfs;
+  }
+
+  /** Probe settings of its readiness, for checks beside the instance's own. */
+  get probe(): ProbeSettings {
+    return this.options.probe;
+  }
+
+  /** Waiting out a restart backoff: restart now instead. True when it did. */
+  restartIfWaiting(): boolean {
+    if (this.state !== 'restarting' || this.detached) return false;
+    clearTimeout(this.timer);
+    void this.relaunch();
+    return true;
   }
 
   /** Launches the process and resolves once it is ready; on failure it is stopped and this throws. */

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { describeTargetContract } from '../target.case.test.js';
-import type { WorkloadSpec, WorkloadStatus } from '../target.js';
+import type { WorkloadSpec } from '../target.js';
 import { LocalTarget, type LocalTargetOptions } from './local-target.js';
-import { isAlive, isOurProcess, readStartTime, signalGroup } from './process-group.js';
+import { isAlive } from './process-group.js';
 import { localStateSchema } from './state-file.js';
 import {
   MemoryImageSource,
@@ -17,60 +16,7 @@ import {
   buildLayer,
   testServerSource,
 } from './test-images.js';
-
-/** Every process a test saw, so `after` can kill what a failed test left behind. */
-class ProcessTracker {
-  private readonly seen = new Map<number, string | null>();
-
-  track(status: WorkloadStatus): WorkloadStatus {
-    for (const { pid } of status.instances) {
-      if (pid > 0 && !this.seen.has(pid)) this.seen.set(pid, readStartTime(pid));
-    }
-    return status;
-  }
-
-  async killAll(dataDir: string): Promise<void> {
-    const stateFile = join(dataDir, 'targets/local/state.json');
-    if (existsSync(stateFile)) {
-      const state = localStateSchema.parse(JSON.parse(await readFile(stateFile, 'utf8')));
-      for (const workload of state.workloads) {
-        for (const instance of workload.instances) {
-          if (instance.pid > 0 && !this.seen.has(instance.pid)) {
-            this.seen.set(instance.pid, instance.pidStartTime);
-          }
-        }
-      }
-    }
-    for (const [pid, startTime] of this.seen) {
-      if (isOurProcess(pid, startTime)) signalGroup(pid, 'SIGKILL');
-    }
-  }
-}
-
-/** Polls the status until `accept` holds; the deadline only bounds a broken test. */
-async function waitForStatus(
-  target: LocalTarget,
-  key: string,
-  accept: (status: WorkloadStatus) => boolean,
-): Promise<WorkloadStatus> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const status = await target.status(key);
-    if (accept(status)) return status;
-    if (Date.now() > deadline)
-      assert.fail(`status never matched: ${JSON.stringify(status, null, 2)}`);
-    await delay(100);
-  }
-}
-
-async function get(url: string): Promise<string> {
-  const res = await fetch(url);
-  const text = await res.text();
-  assert.equal(res.status, 200, `GET ${url}: ${text}`);
-  return text;
-}
-
-const portBase = () => 20_000 + Math.floor(Math.random() * 300) * 100;
+import { ProcessTracker, get, portBase, waitForStatus } from './test-processes.js';
 
 describeTargetContract('local', async () => {
   const dataDir = await mkdtemp(join(tmpdir(), 'valve-local-contract-'));
@@ -88,6 +34,7 @@ describeTargetContract('local', async () => {
       v1: await publishTestApp(source, 'team/hello', { version: 'v1' }),
       v2: await publishTestApp(source, 'team/hello', { version: 'v2' }),
       neverReady: await publishTestApp(source, 'team/hello', { version: 'v3', healthy: false }),
+      serverError: await publishTestApp(source, 'team/hello', { version: 'v4', errorRate: 1 }),
     },
     versions: { v1: 'v1', v2: 'v2' },
     afterRollout(before, after) {

@@ -3,31 +3,46 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ValveError, invalidInput } from '../../../errors.js';
 import { newId } from '../../../ids.js';
+import { RolloutController } from '../rollout.js';
 import {
   silentLogger,
   workloadSpecSchema,
-  type HealthState,
   type ImageSource,
+  type RolloutSpec,
   type Target,
+  type TargetCapabilities,
   type TargetLogger,
   type WorkloadSpec,
   type WorkloadStatus,
 } from '../target.js';
 import { ImageCache } from './image-cache.js';
 import { Instance } from './instance.js';
-import { planLaunch, type LaunchPlan } from './launch.js';
+import { planLaunch } from './launch.js';
 import { tailLines } from './log-files.js';
 import { PortAllocator } from './ports.js';
+import { driftOf, ImageRootWatch, rootsOf } from './drift.js';
 import { adoptGroup, terminateGroup } from './process-group.js';
 import { WorkloadProxy } from './proxy.js';
 import { probeSettings } from './readiness.js';
+import { LocalRolloutBackends, type LocalRolloutHost } from './rollout-backends.js';
 import {
   readStateFile,
   writeStateFile,
   type InstanceRecord,
   type InstanceRole,
+  type LocalState,
   type WorkloadRecord,
 } from './state-file.js';
+import {
+  describeWorkload,
+  missingStatus,
+  newWorkload,
+  routeWorkload,
+  sameSpec,
+  settleRollout,
+  type PreparedImage,
+  type Workload,
+} from './workload.js';
 
 export interface LocalTargetOptions {
   /** Valve's data directory; this target keeps everything under `<dataDir>/targets/local/`. */
@@ -44,14 +59,11 @@ export interface LocalTargetOptions {
   stopGraceMs?: number;
   /** How long replaced instances may take to finish in-flight requests (default 30 s). */
   drainTimeoutMs?: number;
-}
-
-interface Workload {
-  /** Persisted fields; `instances` is rebuilt from the live instances at each save. */
-  record: WorkloadRecord;
-  instances: Instance[];
-  proxy: WorkloadProxy | null;
-  progressing: boolean;
+  /**
+   * How often the unpacked image roots in use are checked for files changed by hand (default
+   * 30 s; 0: only when `status` is asked to verify).
+   */
+  driftCheckIntervalMs?: number;
 }
 
 /**
@@ -61,7 +73,15 @@ interface Workload {
  */
 export class LocalTarget implements Target {
   readonly name = 'local';
-  readonly capabilities = { rollingUpdate: true, restartOnCrash: true, logs: true };
+  readonly capabilities: TargetCapabilities = {
+    rollingUpdate: true,
+    canary: true,
+    blueGreen: true,
+    restartOnCrash: true,
+    selfHeal: true,
+    logs: true,
+    prune: true,
+  };
 
   private readonly root: string;
   private readonly stateFile: string;
@@ -71,7 +91,9 @@ export class LocalTarget implements Target {
   private readonly host: string;
   private readonly startTimeoutMs: number;
   private readonly stopGraceMs: number;
-  private readonly drainTimeoutMs: number;
+  readonly drainTimeoutMs: number;
+  private readonly driftCheckIntervalMs: number;
+  private readonly roots: ImageRootWatch;
   private readonly workloads = new Map<string, Workload>();
   /** Per workload key: the tail of the queue of applies and deletes, which never overlap. */
   private readonly queues = new Map<string, Promise<unknown>>();
@@ -90,6 +112,8 @@ export class LocalTarget implements Target {
     this.startTimeoutMs = options.startTimeoutMs ?? 60_000;
     this.stopGraceMs = options.stopGraceMs ?? 10_000;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
+    this.driftCheckIntervalMs = options.driftCheckIntervalMs ?? 30_000;
+    this.roots = new ImageRootWatch(this.images, this.logger);
   }
 
   async apply(spec: WorkloadSpec, onProgress?: (message: string) => void): Promise<WorkloadStatus> {
@@ -98,16 +122,33 @@ export class LocalTarget implements Target {
       throw invalidInput(`workload spec: ${parsed.error.issues.map(describeIssue).join('; ')}`);
     }
     await this.recover();
-    return this.exclusive(spec.key, () => this.rollout(parsed.data, onProgress ?? (() => {})));
+    return this.exclusive(spec.key, () => this.applySpec(parsed.data, onProgress ?? (() => {})));
   }
 
-  async status(key: string): Promise<WorkloadStatus> {
+  async status(key: string, options: { verify?: boolean } = {}): Promise<WorkloadStatus> {
     const workload = this.workloads.get(key);
-    return workload ? this.describe(workload) : missing(key);
+    if (!workload) return missingStatus(key);
+    if (options.verify) await this.roots.check(rootsOf(workload));
+    return this.describe(workload);
+  }
+
+  async repair(key: string): Promise<void> {
+    await this.recover();
+    await this.exclusive(key, () => this.repairWorkload(key));
+  }
+
+  async promote(key: string): Promise<void> {
+    this.rolloutOf(key).promote();
+  }
+
+  async abort(key: string): Promise<void> {
+    this.rolloutOf(key).abort('aborted');
   }
 
   async delete(key: string): Promise<void> {
     await this.recover();
+    // A rollout waiting for its promotion would hold the queue for good.
+    this.workloads.get(key)?.rollout?.controller.abort('the workload is being deleted');
     await this.exclusive(key, async () => {
       const workload = this.workloads.get(key);
       if (!workload) return;
@@ -157,22 +198,30 @@ export class LocalTarget implements Target {
   async close(): Promise<void> {
     if (this.closed) return;
     await this.recovery?.catch(() => {});
+    this.roots.stop();
     for (const workload of this.workloads.values()) {
       for (const instance of workload.instances) instance.detach();
     }
-    // The last word on disk: from here on, interrupted applies change nothing there, so the
-    // next server sees their candidates and stops them.
-    await this.persist();
+    // The last word on disk, taken now: whatever interrupted applies and rollouts do from here
+    // on changes nothing there, so the next server sees their candidates and stops them.
+    const last = this.snapshot();
     this.closed = true;
+    for (const workload of this.workloads.values()) {
+      workload.rollout?.controller.abort('the server is shutting down');
+    }
+    this.saving = this.saving.catch(() => {}).then(() => writeStateFile(this.stateFile, last));
+    await this.saving;
     await Promise.all(
       [...this.workloads.values()].map(async (workload) => {
         await workload.proxy?.close();
         workload.proxy = null;
+        await workload.preview?.close();
+        workload.preview = null;
       }),
     );
   }
 
-  private async rollout(
+  private async applySpec(
     spec: WorkloadSpec,
     progress: (message: string) => void,
   ): Promise<WorkloadStatus> {
@@ -184,20 +233,116 @@ export class LocalTarget implements Target {
     }
     workload.record.desired = spec;
     workload.progressing = true;
+    let image: PreparedImage;
+    let candidates: Instance[];
+    try {
+      image = await this.prepare(spec, progress);
+      const strategy = spec.rollout?.strategy ?? 'rolling';
+      const stableServes = workload.instances.some(
+        (instance) => instance.record.role === 'active' && instance.ready,
+      );
+      // Nothing to compare with (first deploy, nothing ready) or to scale: a plain switch.
+      if (strategy !== 'rolling' && serving && stableServes && spec.replicas > 0) {
+        return await this.progressive(workload, spec, serving, image, progress);
+      }
+      workload.record.rollout = null;
+      progress(`starting ${spec.replicas} instance(s) of ${spec.image.reference}`);
+      candidates = await this.launchCandidates(workload, spec, image, spec.replicas);
+    } catch (error) {
+      return this.applyFailed(workload, spec, error);
+    }
+    await this.switchTo(workload, spec, candidates, progress);
+    workload.progressing = false;
+    await this.persist();
+    return this.describe(workload);
+  }
+
+  /** A canary or blue-green rollout; see ../rollout.ts. */
+  private async progressive(
+    workload: Workload,
+    spec: WorkloadSpec,
+    serving: WorkloadSpec,
+    image: PreparedImage,
+    progress: (message: string) => void,
+  ): Promise<WorkloadStatus> {
+    const backends = new LocalRolloutBackends(this.rolloutHost(progress), workload, spec, image);
+    const controller = new RolloutController({
+      key: spec.key,
+      spec: spec.rollout as RolloutSpec & { strategy: 'canary' | 'blue-green' },
+      replicas: spec.replicas,
+      canaryImage: spec.image.digest,
+      stableImage: serving.image.digest,
+      backends,
+      onChange: (status) => {
+        const before = workload.record.rollout?.message;
+        workload.record.rollout = status;
+        if (status.message !== before) progress(status.message);
+        this.saveInBackground(workload);
+      },
+    });
+    backends.onFailure = (reason) => controller.fail(reason);
+    workload.rollout = { controller, backends };
+    try {
+      await controller.run();
+    } finally {
+      workload.rollout = null;
+      workload.canaryWeight = 0;
+      await this.closePreview(workload);
+    }
+    workload.progressing = false;
+    await this.persist();
+    return this.describe(workload);
+  }
+
+  /** The old version keeps serving; records why and throws. */
+  private async applyFailed(
+    workload: Workload,
+    spec: WorkloadSpec,
+    error: unknown,
+  ): Promise<never> {
+    workload.progressing = false;
+    const rolledBack = error instanceof ValveError && error.code === 'DEPLOY_ROLLOUT_FAILED';
+    const message = rolledBack
+      ? error.message
+      : `rollout of ${spec.image.reference} failed: ${(error as Error).message}`;
+    workload.record.message = message;
+    await this.persist();
+    this.logger.warn({ workload: spec.key, err: message }, 'rollout failed');
+    throw error instanceof ValveError ? error : rolloutFailed(spec.key, message);
+  }
+
+  /** Unpacks the image (once per digest) and plans its processes. */
+  private async prepare(
+    spec: WorkloadSpec,
+    progress?: (message: string) => void,
+  ): Promise<PreparedImage> {
+    const image = await this.images.prepare(spec.image, progress);
+    const launch = planLaunch({
+      rootfs: image.rootfs,
+      config: image.config,
+      spec,
+      hostPath: process.env.PATH ?? '',
+    });
+    return { launch, rootfs: image.rootfs };
+  }
+
+  /**
+   * Starts `count` candidate instances and resolves once each is ready. When one cannot get
+   * ready (a crash fails at once), all of them are removed and this throws with the
+   * process's last output.
+   */
+  private async launchCandidates(
+    workload: Workload,
+    spec: WorkloadSpec,
+    image: PreparedImage,
+    count: number,
+  ): Promise<Instance[]> {
     const candidates: Instance[] = [];
     try {
-      const image = await this.images.prepare(spec.image, progress);
-      const launch = planLaunch({
-        rootfs: image.rootfs,
-        config: image.config,
-        spec,
-        hostPath: process.env.PATH ?? '',
-      });
-      for (let i = 0; i < spec.replicas; i++) {
-        candidates.push(await this.addInstance(workload, spec, launch, 'candidate'));
+      for (let i = 0; i < count; i++) {
+        candidates.push(await this.addInstance(workload, spec, image, 'candidate'));
       }
       await this.persist();
-      progress(`starting ${spec.replicas} instance(s) of ${spec.image.reference}`);
       const started = await Promise.allSettled(candidates.map((candidate) => candidate.start()));
       const failed = started.findIndex((result) => result.status === 'rejected');
       if (failed >= 0) {
@@ -209,49 +354,111 @@ export class LocalTarget implements Target {
             (output.length > 0 ? `; its last output:\n${output.join('\n')}` : ''),
         );
       }
+      return candidates;
     } catch (error) {
       await this.removeInstances(workload, candidates);
-      workload.progressing = false;
-      const message = `rollout of ${spec.image.reference} failed: ${(error as Error).message}`;
-      workload.record.message = message;
-      await this.persist();
-      this.logger.warn({ workload: spec.key, err: message }, 'rollout failed');
-      throw error instanceof ValveError ? error : rolloutFailed(spec.key, message);
+      throw error;
     }
+  }
 
-    // The switch: one synchronous step, so each request goes wholly to the old or the new set.
+  /** The switch to a new spec: the candidates serve, the active instances drain and stop. */
+  private async switchTo(
+    workload: Workload,
+    spec: WorkloadSpec,
+    candidates: Instance[],
+    progress: (message: string) => void,
+  ): Promise<void> {
     const replaced = workload.instances.filter((instance) => instance.record.role === 'active');
-    for (const candidate of candidates) {
-      candidate.record.role = 'active';
-      candidate.supervised = true;
+    workload.record.serving = spec;
+    workload.record.message = null;
+    await this.swap(workload, candidates, replaced, progress);
+    progress(`${workload.proxy?.url ?? spec.key} serves ${spec.image.reference}`);
+  }
+
+  /**
+   * One synchronous step, so each request goes wholly to the old or the new set: `incoming`
+   * serve, `outgoing` stop receiving requests; then `outgoing` finish their in-flight requests
+   * (bounded by drainTimeoutMs) and stop.
+   */
+  private async swap(
+    workload: Workload,
+    incoming: Instance[],
+    outgoing: Instance[],
+    progress: (message: string) => void,
+  ): Promise<void> {
+    for (const instance of incoming) {
+      instance.record.role = 'active';
+      instance.supervised = true;
     }
-    for (const instance of replaced) {
+    for (const instance of outgoing) {
       instance.record.role = 'retiring';
       instance.markDraining();
     }
-    workload.record.serving = spec;
-    workload.record.message = null;
+    workload.canaryWeight = 0;
     this.route(workload);
     await this.persist();
-    progress(`switched ${workload.proxy?.url ?? spec.key} to ${spec.image.reference}`);
-
-    if (replaced.length > 0) {
-      progress(`draining ${replaced.length} old instance(s)`);
-      const drained = await workload.proxy?.waitForIdle(
-        replaced.map((instance) => instance.id),
-        this.drainTimeoutMs,
+    if (outgoing.length === 0) return;
+    progress(`draining ${outgoing.length} old instance(s)`);
+    const drained = await workload.proxy?.waitForIdle(
+      outgoing.map((instance) => instance.id),
+      this.drainTimeoutMs,
+    );
+    if (drained === false) {
+      progress(
+        `old instances still busy after ${this.drainTimeoutMs / 1000} s; stopping them anyway`,
       );
-      if (drained === false) {
-        progress(
-          `old instances still busy after ${this.drainTimeoutMs / 1000} s; stopping them anyway`,
-        );
-      }
-      await this.removeInstances(workload, replaced);
-      progress(`stopped ${replaced.length} old instance(s)`);
     }
-    workload.progressing = false;
-    await this.persist();
-    return this.describe(workload);
+    await this.removeInstances(workload, outgoing);
+    progress(`stopped ${outgoing.length} old instance(s)`);
+  }
+
+  /** What a rollout's backends may do with a workload. */
+  private rolloutHost(progress: (message: string) => void): LocalRolloutHost {
+    return {
+      launchCandidates: (workload, spec, image, count) =>
+        this.launchCandidates(workload, spec, image, count),
+      removeInstances: (workload, instances) => this.removeInstances(workload, instances),
+      switchTo: (workload, spec, candidates) => this.switchTo(workload, spec, candidates, progress),
+      openPreview: (workload) => this.openPreview(workload),
+      closePreview: (workload) => this.closePreview(workload),
+      drainTimeoutMs: this.drainTimeoutMs,
+    };
+  }
+
+  private rolloutOf(key: string): RolloutController {
+    const controller = this.workloads.get(key)?.rollout?.controller;
+    if (!controller) throw new ValveError('CONFLICT', `no rollout of ${key} is under way`);
+    return controller;
+  }
+
+  /** Blue-green: a second address, serving only the candidates. */
+  private async openPreview(workload: Workload): Promise<void> {
+    if (workload.preview) return;
+    for (let attempt = 1; ; attempt++) {
+      const port = await this.ports.allocate();
+      const proxy = new WorkloadProxy({
+        host: this.host,
+        port,
+        name: `${workload.record.key} (preview)`,
+        logger: this.logger,
+      });
+      try {
+        await proxy.listen();
+        workload.preview = proxy;
+        return;
+      } catch (error) {
+        this.ports.release(port);
+        if (attempt >= 5) throw error;
+      }
+    }
+  }
+
+  private async closePreview(workload: Workload): Promise<void> {
+    const preview = workload.preview;
+    if (!preview) return;
+    workload.preview = null;
+    await preview.close();
+    this.ports.release(Number(new URL(preview.url).port));
   }
 
   /** The workload of `key`, created with its address (a port of its own, kept for good). */
@@ -266,8 +473,9 @@ export class LocalTarget implements Target {
       serving: null,
       instances: [],
       message: null,
+      rollout: null,
     };
-    const workload: Workload = { record, instances: [], proxy: null, progressing: false };
+    const workload = newWorkload(record);
     // A port found free can be taken before the proxy binds it: then try the next one.
     for (let attempt = 1; ; attempt++) {
       record.proxyPort = await this.ports.allocate();
@@ -297,7 +505,7 @@ export class LocalTarget implements Target {
   private async addInstance(
     workload: Workload,
     spec: WorkloadSpec,
-    launch: LaunchPlan | Error,
+    image: PreparedImage,
     role: InstanceRole,
     existing?: InstanceRecord,
   ): Promise<Instance> {
@@ -314,13 +522,14 @@ export class LocalTarget implements Target {
     };
     await mkdir(join(this.workloadDir(workload), 'logs'), { recursive: true });
     const instance = new Instance(record, {
-      launch,
+      launch: image.launch,
+      rootfs: image.rootfs,
       probe: probeSettings(spec.readiness),
       logFile: this.logFile(workload, record.id),
       logger: this.logger,
       startTimeoutMs: this.startTimeoutMs,
       stopGraceMs: this.stopGraceMs,
-      onChange: () => this.instanceChanged(workload),
+      onChange: (instance) => this.instanceChanged(workload, instance),
     });
     workload.instances.push(instance);
     return instance;
@@ -337,8 +546,13 @@ export class LocalTarget implements Target {
     await this.persist();
   }
 
-  private instanceChanged(workload: Workload): void {
+  private instanceChanged(workload: Workload, instance: Instance): void {
     this.route(workload);
+    workload.rollout?.backends.instanceChanged(instance);
+    this.saveInBackground(workload);
+  }
+
+  private saveInBackground(workload: Workload): void {
     this.persist().catch((error: unknown) =>
       this.logger.error(
         { err: error, workload: workload.record.key },
@@ -347,35 +561,30 @@ export class LocalTarget implements Target {
     );
   }
 
-  /** Points the address at the serving instances that pass readiness. */
   private route(workload: Workload): void {
-    workload.proxy?.setBackends(
-      workload.instances
-        .filter((instance) => instance.record.role === 'active' && instance.ready)
-        .map((instance) => ({ id: instance.id, port: instance.record.port })),
-    );
+    routeWorkload(workload);
   }
 
   private async recoverState(): Promise<void> {
     await this.images.removeTemps();
-    const state = await readStateFile(this.stateFile);
-    if (!state) return;
+    const state = (await readStateFile(this.stateFile)) ?? { version: 1, workloads: [] };
     for (const record of state.workloads) {
       this.ports.hold(record.proxyPort);
       for (const instance of record.instances) this.ports.hold(instance.port);
     }
     await Promise.all(state.workloads.map((record) => this.recoverWorkload(record)));
     await this.persist();
+    if (!this.closed) {
+      this.roots.start(this.driftCheckIntervalMs, () =>
+        [...this.workloads.values()].flatMap(rootsOf),
+      );
+    }
   }
 
   private async recoverWorkload(record: WorkloadRecord): Promise<void> {
-    const workload: Workload = {
-      record: { ...record, instances: [] },
-      instances: [],
-      proxy: null,
-      progressing: false,
-    };
+    const workload = newWorkload({ ...record, instances: [], rollout: record.rollout ?? null });
     this.workloads.set(record.key, workload);
+    settleRollout(workload.record);
     try {
       workload.proxy = await this.openProxy(workload);
     } catch (error) {
@@ -397,21 +606,15 @@ export class LocalTarget implements Target {
     const serving = record.serving;
     const active = record.instances.filter((instance) => instance.role === 'active');
     if (!serving || active.length === 0) return;
-    let launch: LaunchPlan | Error;
+    let image: PreparedImage;
     try {
-      const image = await this.images.prepare(serving.image);
-      launch = planLaunch({
-        rootfs: image.rootfs,
-        config: image.config,
-        spec: serving,
-        hostPath: process.env.PATH ?? '',
-      });
+      image = await this.prepare(serving);
     } catch (error) {
-      launch = error as Error;
-      workload.record.message = `cannot restart instances: ${launch.message}`;
+      image = { launch: error as Error, rootfs: null };
+      workload.record.message = `cannot restart instances: ${(error as Error).message}`;
     }
     const instances = await Promise.all(
-      active.map((instance) => this.addInstance(workload, serving, launch, 'active', instance)),
+      active.map((instance) => this.addInstance(workload, serving, image, 'active', instance)),
     );
     await Promise.all(
       instances.map(async (instance) => {
@@ -422,34 +625,65 @@ export class LocalTarget implements Target {
     this.route(workload);
   }
 
-  private describe(workload: Workload): WorkloadStatus {
-    const { record } = workload;
-    const serving = record.serving;
-    const desired = record.desired ?? serving;
-    const active = workload.instances.filter((instance) => instance.record.role === 'active');
-    const ready = active.filter(
-      (instance) => instance.ready && instance.record.image.digest === serving?.image.digest,
+  /**
+   * Re-creates what drifted: instances waiting out a restart backoff start now; instances whose
+   * image root changed move to a fresh unpack of the image (never the root in use), one at a
+   * time, each replacement ready before its predecessor stops serving.
+   */
+  private async repairWorkload(key: string): Promise<void> {
+    const workload = this.workloads.get(key);
+    const serving = workload?.record.serving;
+    if (!workload || !serving) return;
+    const active = () => workload.instances.filter((instance) => instance.record.role === 'active');
+    for (const instance of active()) {
+      if (instance.restartIfWaiting())
+        this.logger.info({ instance: instance.id }, 'repair: restarted');
+    }
+    const roots = rootsOf(workload);
+    await this.roots.check(roots);
+    const progress = (message: string) => this.logger.info({ workload: key }, `repair: ${message}`);
+    for (const root of roots) {
+      const changed = this.roots.changedFiles(root);
+      if (changed.length === 0) continue;
+      workload.progressing = true;
+      try {
+        progress(`${changed.join('; ')}: unpacking ${serving.image.reference} afresh`);
+        const fresh = await this.images.refresh(serving.image, root);
+        const image: PreparedImage = {
+          launch: planLaunch({
+            rootfs: fresh.rootfs,
+            config: fresh.config,
+            spec: serving,
+            hostPath: process.env.PATH ?? '',
+          }),
+          rootfs: fresh.rootfs,
+        };
+        for (const old of active().filter((instance) => instance.rootfs === root)) {
+          const [replacement] = await this.launchCandidates(workload, serving, image, 1);
+          await this.swap(workload, [replacement!], [old], progress);
+        }
+        this.roots.replaced(root, fresh.rootfs);
+        if (!this.rootInUse(root)) await this.images.removeRoot(root);
+      } catch (error) {
+        const message = `repair of ${key} failed: ${(error as Error).message}`;
+        workload.record.message = message;
+        await this.persist();
+        throw error instanceof ValveError ? error : rolloutFailed(key, message);
+      } finally {
+        workload.progressing = false;
+      }
+    }
+  }
+
+  private rootInUse(root: string): boolean {
+    return [...this.workloads.values()].some((workload) =>
+      workload.instances.some((instance) => instance.rootfs === root),
     );
-    let health: HealthState;
-    if (workload.progressing) health = 'progressing';
-    else if (!serving) health = 'missing';
-    else if (desired && sameSpec(desired, serving) && ready.length >= serving.replicas)
-      health = 'healthy';
-    else health = 'degraded';
-    const problems = active
-      .filter((instance) => !instance.ready && instance.problem)
-      .map((instance) => `${instance.id}: ${instance.problem}`);
-    return {
-      key: record.key,
-      health,
-      url: workload.proxy?.url ?? `http://${this.host}:${record.proxyPort}`,
-      image: serving?.image.digest ?? null,
-      imageReference: serving?.image.reference ?? null,
-      desiredReplicas: desired?.replicas ?? 0,
-      readyReplicas: ready.length,
-      instances: workload.instances.map((instance) => instance.status()),
-      message: [record.message, ...problems].filter(Boolean).join('; ') || null,
-    };
+  }
+
+  private describe(workload: Workload): WorkloadStatus {
+    const fallbackUrl = `http://${this.host}:${workload.record.proxyPort}`;
+    return describeWorkload(workload, fallbackUrl, driftOf(workload, this.roots));
   }
 
   /** Runs `task` after every earlier apply or delete of the same key has finished. */
@@ -473,16 +707,20 @@ export class LocalTarget implements Target {
         .catch(() => {})
         .then(() => {
           this.savePending = false;
-          return writeStateFile(this.stateFile, {
-            version: 1,
-            workloads: [...this.workloads.values()].map((workload) => ({
-              ...workload.record,
-              instances: workload.instances.map((instance) => ({ ...instance.record })),
-            })),
-          });
+          return writeStateFile(this.stateFile, this.snapshot());
         });
     }
     return this.saving;
+  }
+
+  private snapshot(): LocalState {
+    return {
+      version: 1,
+      workloads: [...this.workloads.values()].map((workload) => ({
+        ...workload.record,
+        instances: workload.instances.map((instance) => ({ ...instance.record })),
+      })),
+    };
   }
 
   private assertOpen(): void {
@@ -498,37 +736,10 @@ export class LocalTarget implements Target {
   }
 }
 
-function missing(key: string): WorkloadStatus {
-  return {
-    key,
-    health: 'missing',
-    url: null,
-    image: null,
-    imageReference: null,
-    desiredReplicas: 0,
-    readyReplicas: 0,
-    instances: [],
-    message: null,
-  };
-}
-
 /** Readable and unique: `team-a/hello/dev` -> `team-a_hello_dev-1a2b3c4d`. */
 export function dirNameOf(key: string): string {
   const readable = key.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80);
   return `${readable}-${createHash('sha256').update(key).digest('hex').slice(0, 8)}`;
-}
-
-/** Same spec, whatever the order of keys (env maps are built in any order). */
-function sameSpec(a: WorkloadSpec, b: WorkloadSpec): boolean {
-  return canonical(a) === canonical(b);
-}
-
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_key, inner: unknown) =>
-    inner && typeof inner === 'object' && !Array.isArray(inner)
-      ? Object.fromEntries(Object.entries(inner).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))
-      : inner,
-  );
 }
 
 function describeIssue(issue: { path: PropertyKey[]; message: string }): string {

@@ -98,6 +98,55 @@ describe('WorkloadProxy', () => {
     }
   });
 
+  it('splits requests by the canary weight, exactly and evenly, and counts 5xx per set', async () => {
+    const failing = await backend((_req, res) => {
+      res.writeHead(500);
+      res.end('canary broken');
+    });
+    servers.push(failing.server);
+    const since = Date.now();
+    const stableBefore = proxy.stats('stable', since);
+    proxy.setBackends([await named('stable')]);
+    proxy.setCanary([{ id: 'canary', port: failing.port }], 20);
+    const statuses: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const res = await fetch(proxy.url);
+      await res.text();
+      statuses.push(res.status);
+    }
+    // Every fifth request, from the fifth on: 10 of 50.
+    assert.deepEqual(
+      statuses.flatMap((status, i) => (status === 500 ? [i] : [])),
+      [4, 9, 14, 19, 24, 29, 34, 39, 44, 49],
+    );
+    assert.deepEqual(proxy.stats('canary', since), { requests: 10, errors5xx: 10 });
+    assert.deepEqual(proxy.totals('canary'), { requests: 10, errors5xx: 10 });
+    const stable = proxy.stats('stable', since);
+    assert.equal(stable.requests - stableBefore.requests, 40);
+    assert.equal(stable.errors5xx - stableBefore.errors5xx, 0);
+
+    proxy.setCanary([{ id: 'canary', port: failing.port }], 0);
+    for (let i = 0; i < 10; i++) assert.equal((await fetch(proxy.url)).status, 200);
+    assert.equal(proxy.stats('canary', since).requests, 10, 'weight 0 sends nothing');
+    proxy.setCanary([], 0);
+  });
+
+  it('counts a canary that does not answer as 5xx and retries the GET on the stable set', async () => {
+    // Counted in 250 ms buckets: compare with the counts so far.
+    const before = proxy.stats('canary');
+    proxy.setBackends([await named('stable')]);
+    proxy.setCanary([{ id: 'gone', port: await freePort() }], 50);
+    for (let i = 0; i < 10; i++) {
+      const res = await fetch(proxy.url);
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /^stable /);
+    }
+    const after = proxy.stats('canary');
+    assert.equal(after.requests - before.requests, 5);
+    assert.equal(after.errors5xx - before.errors5xx, 5);
+    proxy.setCanary([], 0);
+  });
+
   it('waits for in-flight requests of replaced instances before they may stop', async () => {
     let finish: () => void = () => {};
     let signalArrived: () => void = () => {};

@@ -15,12 +15,39 @@ import type { TargetLogger } from '../target.js';
  * the instances currently set as backends. Switching backends is one assignment, so a
  * request goes either to the old set or to the new one; in-flight requests are counted per
  * backend, so the old set can be drained before it is stopped.
+ *
+ * For canaries there are two sets: `stable` (setBackends) and `canary` (setCanary), with the
+ * canary's share of requests as a weight 0-100. The split is deterministic, by a request
+ * counter (exactly `weight` of every 100 requests, evenly spaced), so tests can count it.
+ * Requests and 5xx answers (a connection that failed counts as a 5xx) are counted per set in
+ * time buckets over a sliding window, for the rollout analysis.
  */
 
 export interface Backend {
   id: string;
   port: number;
 }
+
+export const backendSets = ['stable', 'canary'] as const;
+export type BackendSet = (typeof backendSets)[number];
+
+export interface TrafficStats {
+  requests: number;
+  /** 5xx answers of the instances and connections to them that failed. */
+  errors5xx: number;
+}
+
+export interface WorkloadProxyOptions {
+  host: string;
+  port: number;
+  name: string;
+  logger: TargetLogger;
+  /** How far back `stats()` can look (default 5 minutes). */
+  statsWindowMs?: number;
+}
+
+/** Granularity of the traffic counters. */
+const bucketMs = 250;
 
 /** Headers that describe one connection, not the message (RFC 9110 section 7.6.1). */
 const hopByHop = new Set([
@@ -40,18 +67,28 @@ const retryableMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
 const maxAttempts = 3;
 
 export class WorkloadProxy {
-  private backends: Backend[] = [];
-  private next = 0;
+  private readonly sets: Record<BackendSet, Backend[]> = { stable: [], canary: [] };
+  private readonly next: Record<BackendSet, number> = { stable: 0, canary: 0 };
+  private canaryWeight = 0;
+  /** Requests split since the weight was last set: the canary takes request n when ⌊(n+1)w/100⌋ > ⌊nw/100⌋. */
+  private splitCount = 0;
+  /** Bucket start time -> counts per set, oldest first (Map keeps insertion order). */
+  private readonly buckets = new Map<number, Record<BackendSet, TrafficStats>>();
+  /** Since the proxy started, never pruned: exact differences between two moments. */
+  private readonly sums: Record<BackendSet, TrafficStats> = {
+    stable: { requests: 0, errors5xx: 0 },
+    canary: { requests: 0, errors5xx: 0 },
+  };
+  private readonly statsWindowMs: number;
   private readonly inFlight = new Map<string, number>();
   private readonly released = new EventEmitter();
   private readonly agent = new Agent({ keepAlive: true });
   private readonly server: Server;
 
-  constructor(
-    private readonly options: { host: string; port: number; name: string; logger: TargetLogger },
-  ) {
+  constructor(private readonly options: WorkloadProxyOptions) {
     this.server = createServer((req, res) => this.forward(req, res, 1, new Set()));
     this.released.setMaxListeners(0);
+    this.statsWindowMs = options.statsWindowMs ?? 5 * 60_000;
   }
 
   get url(): string {
@@ -68,9 +105,45 @@ export class WorkloadProxy {
     });
   }
 
-  /** Replaces the set of instances that receive new requests. */
+  /** Replaces the set of instances that receive new requests (the stable set). */
   setBackends(backends: Backend[]): void {
-    this.backends = [...backends];
+    this.sets.stable = [...backends];
+  }
+
+  /**
+   * The canary set and its share of requests (0-100). Without ready canary backends every
+   * request goes to the stable set, and without stable ones to the canary set.
+   */
+  setCanary(backends: Backend[], weight: number): void {
+    this.sets.canary = [...backends];
+    const clamped = Math.min(100, Math.max(0, Math.round(weight)));
+    if (clamped !== this.canaryWeight) this.splitCount = 0;
+    this.canaryWeight = clamped;
+  }
+
+  /** The canary's share of requests as last set. */
+  get weight(): number {
+    return this.canaryWeight;
+  }
+
+  /** Requests forwarded to `set` and their 5xx answers since the proxy started. */
+  totals(set: BackendSet): TrafficStats {
+    return { ...this.sums[set] };
+  }
+
+  /**
+   * Requests forwarded to `set` and their 5xx answers since `sinceMs` (epoch ms; counted in
+   * 250 ms buckets, so up to one bucket earlier), at most the stats window back.
+   */
+  stats(set: BackendSet, sinceMs = 0): TrafficStats {
+    const from = Math.max(sinceMs, Date.now() - this.statsWindowMs);
+    const total: TrafficStats = { requests: 0, errors5xx: 0 };
+    for (const [start, counts] of this.buckets) {
+      if (start + bucketMs <= from) continue;
+      total.requests += counts[set].requests;
+      total.errors5xx += counts[set].errors5xx;
+    }
+    return total;
   }
 
   /** Resolves true once none of `ids` has a request in flight, false after `timeoutMs`. */
@@ -99,20 +172,74 @@ export class WorkloadProxy {
     await closed;
   }
 
-  private pick(tried: Set<string>): Backend | undefined {
-    const candidates = this.backends.filter((backend) => !tried.has(backend.id));
-    const pool = candidates.length > 0 ? candidates : this.backends;
-    if (pool.length === 0) return undefined;
-    this.next = (this.next + 1) % pool.length;
-    return pool[this.next];
+  /** The set a new request goes to, by the weight. */
+  private chooseSet(): BackendSet {
+    const { stable, canary } = this.sets;
+    if (canary.length === 0 || this.canaryWeight === 0)
+      return stable.length > 0 ? 'stable' : 'canary';
+    if (stable.length === 0 || this.canaryWeight === 100) return 'canary';
+    const n = this.splitCount++;
+    const weight = this.canaryWeight;
+    return Math.floor(((n + 1) * weight) / 100) > Math.floor((n * weight) / 100)
+      ? 'canary'
+      : 'stable';
   }
 
-  private forward(req: IncomingMessage, res: ServerResponse, attempt: number, tried: Set<string>) {
-    const backend = this.pick(tried);
-    if (!backend) {
+  /**
+   * Round-robin in `set`, skipping backends that already failed this request; when the whole
+   * set failed, the other set (a retry after a failed connection must not fail the request).
+   */
+  private pick(
+    set: BackendSet,
+    tried: Set<string>,
+  ): { backend: Backend; set: BackendSet } | undefined {
+    for (const name of set === 'stable' ? backendSets : (['canary', 'stable'] as const)) {
+      const pool = this.sets[name].filter((backend) => !tried.has(backend.id));
+      if (pool.length === 0) continue;
+      this.next[name] = (this.next[name] + 1) % pool.length;
+      return { backend: pool[this.next[name]]!, set: name };
+    }
+    // Every backend failed once: go round the chosen set again rather than give up.
+    const name = this.sets[set].length > 0 ? set : otherSet(set);
+    const pool = this.sets[name];
+    if (pool.length === 0) return undefined;
+    this.next[name] = (this.next[name] + 1) % pool.length;
+    return { backend: pool[this.next[name]]!, set: name };
+  }
+
+  private count(set: BackendSet, error: boolean): void {
+    const now = Date.now();
+    const start = now - (now % bucketMs);
+    let bucket = this.buckets.get(start);
+    if (!bucket) {
+      bucket = { stable: { requests: 0, errors5xx: 0 }, canary: { requests: 0, errors5xx: 0 } };
+      this.buckets.set(start, bucket);
+      for (const old of this.buckets.keys()) {
+        if (old + bucketMs > now - this.statsWindowMs) break;
+        this.buckets.delete(old);
+      }
+    }
+    bucket[set].requests++;
+    this.sums[set].requests++;
+    if (error) {
+      bucket[set].errors5xx++;
+      this.sums[set].errors5xx++;
+    }
+  }
+
+  private forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    attempt: number,
+    tried: Set<string>,
+    set: BackendSet = this.chooseSet(),
+  ) {
+    const picked = this.pick(set, tried);
+    if (!picked) {
       reply(res, 502, `no ready instance of ${this.options.name}\n`);
       return;
     }
+    const { backend } = picked;
     this.inFlight.set(backend.id, (this.inFlight.get(backend.id) ?? 0) + 1);
     let done = false;
     const release = () => {
@@ -136,6 +263,7 @@ export class WorkloadProxy {
       agent: this.agent,
     });
     upstream.on('response', (answer) => {
+      this.count(picked.set, (answer.statusCode ?? 502) >= 500);
       res.writeHead(
         answer.statusCode ?? 502,
         answer.statusMessage,
@@ -155,12 +283,16 @@ export class WorkloadProxy {
     upstream.on('error', (error: NodeJS.ErrnoException) => {
       release();
       if (res.destroyed) return; // the client went away first
+      // A keep-alive connection the instance closed as we reused it says nothing about the
+      // instance: not an error of its version.
+      const stale = upstream.reusedSocket && error.code === 'ECONNRESET';
+      if (!res.headersSent && !stale) this.count(picked.set, true);
       if (res.headersSent) {
         res.destroy();
       } else if (bodiless && attempt < maxAttempts && !res.destroyed) {
         // A dead instance or a keep-alive connection the instance just closed: try again.
         tried.add(backend.id);
-        this.forward(req, res, attempt + 1, tried);
+        this.forward(req, res, attempt + 1, tried, picked.set);
       } else {
         this.options.logger.warn(
           { workload: this.options.name, backend: backend.id, err: error.code ?? error.message },
@@ -175,6 +307,10 @@ export class WorkloadProxy {
     if (bodiless) upstream.end();
     else req.pipe(upstream);
   }
+}
+
+function otherSet(set: BackendSet): BackendSet {
+  return set === 'stable' ? 'canary' : 'stable';
 }
 
 function reply(res: ServerResponse, status: number, text: string) {

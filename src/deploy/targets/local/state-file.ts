@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
+import { rolloutStatusSchema } from '../rollout.js';
 import { workloadSpecSchema } from '../target.js';
 
 /**
@@ -9,7 +10,11 @@ import { workloadSpecSchema } from '../target.js';
  * port of each, and every instance's pid, so a new server process can adopt them.
  */
 
-/** `candidate`: started by an apply, not serving yet; `retiring`: replaced, being stopped. */
+/**
+ * `candidate`: started by an apply, not serving yet, or the new version of a canary or
+ * blue-green rollout (then it may get a share of the traffic); `retiring`: replaced, being
+ * stopped.
+ */
 export const instanceRoles = ['active', 'candidate', 'retiring'] as const;
 export type InstanceRole = (typeof instanceRoles)[number];
 
@@ -38,6 +43,8 @@ export const workloadRecordSchema = z.object({
   serving: workloadSpecSchema.nullable(),
   instances: z.array(instanceRecordSchema),
   message: z.string().nullable(),
+  /** The last canary or blue-green rollout; a server that finds one unfinished rolls it back. */
+  rollout: rolloutStatusSchema.nullable().optional(),
 });
 export type WorkloadRecord = z.infer<typeof workloadRecordSchema>;
 

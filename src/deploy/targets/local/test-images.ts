@@ -99,20 +99,32 @@ export function publishImage(
 
 /**
  * The app of the test images: an HTTP server on $PORT answering its VERSION, with /healthz
- * failing when HEALTHY=false. Dynamic import works whether node treats it as CJS or ESM.
+ * failing when HEALTHY=false. ERROR_RATE (0-1) answers that share of the other requests with
+ * a 500, evenly spread (request n fails when ⌊(n+1)r⌋ > ⌊nr⌋), /healthz staying healthy: a
+ * version that passes readiness but fails its users. PAGE_FILE answers the content of that
+ * file (read on every request) instead of VERSION. Dynamic import works whether node treats
+ * it as CJS or ESM.
  */
 export const testServerSource = `
-import('node:http').then(({ createServer }) => {
+Promise.all([import('node:http'), import('node:fs')]).then(([{ createServer }, { readFileSync }]) => {
   const version = process.env.VERSION ?? 'unknown';
   const healthy = process.env.HEALTHY !== 'false';
+  const errorRate = Number(process.env.ERROR_RATE ?? 0);
+  let served = 0;
   createServer((req, res) => {
     if (req.url === '/healthz') {
       res.writeHead(healthy ? 200 : 503, { 'content-type': 'text/plain' });
       res.end(healthy ? 'ok' : 'not ready');
       return;
     }
+    const n = served++;
+    if (Math.floor((n + 1) * errorRate) > Math.floor(n * errorRate)) {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end(version + ' failed');
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/plain' });
-    res.end(version);
+    res.end(process.env.PAGE_FILE ? readFileSync(process.env.PAGE_FILE, 'utf8') : version);
   }).listen(Number(process.env.PORT));
   console.log('listening on ' + process.env.PORT + ' as ' + version);
 });
@@ -122,14 +134,26 @@ import('node:http').then(({ createServer }) => {
 export async function publishTestApp(
   source: MemoryImageSource,
   repo: string,
-  options: { version: string; healthy?: boolean },
+  options: {
+    version: string;
+    healthy?: boolean;
+    /** Share (0-1) of non-/healthz requests answered 500. */
+    errorRate?: number;
+    /** Ships `/app/page.txt` with this content and answers it, read on every request. */
+    page?: string;
+  },
 ): Promise<WorkloadImage> {
   const layer = await buildLayer([
     { name: 'app/', type: 'directory', mode: 0o755 },
     { name: 'app/server.js', content: testServerSource, mode: 0o644 },
+    ...(options.page === undefined
+      ? []
+      : [{ name: 'app/page.txt', content: options.page, mode: 0o644 }]),
   ]);
   const env = [`VERSION=${options.version}`];
   if (options.healthy === false) env.push('HEALTHY=false');
+  if (options.errorRate !== undefined) env.push(`ERROR_RATE=${options.errorRate}`);
+  if (options.page !== undefined) env.push('PAGE_FILE=page.txt');
   const config = {
     architecture: 'amd64',
     os: 'linux',

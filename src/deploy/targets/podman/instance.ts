@@ -1,0 +1,450 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { probeOnce, type ProbeSettings } from '../local/readiness.js';
+import type { InstanceState, InstanceStatus, TargetLogger } from '../target.js';
+import { PodmanError, type PodmanCli } from './cli.js';
+import {
+  describeContainerExit,
+  removeContainers,
+  runContainer,
+  type ContainerPlan,
+  type ObservedContainer,
+} from './containers.js';
+import type { InstanceRecord } from './state-file.js';
+
+/**
+ * One supervised instance: a container (created here, or adopted from an earlier server), its
+ * readiness, and its restarts. The instance keeps its id, name and host port for good; a
+ * crashed container is started again (same container id), a removed one is created again.
+ *
+ * What podman says about the container comes from the target's listing each second
+ * (`observe`); a listing that began before the instance's last `podman run`/`start` returned
+ * describes an older container and is ignored.
+ */
+
+export interface PodmanInstanceOptions {
+  cli: PodmanCli;
+  /** What `podman run` needs; asked for only when a container has to be created. */
+  plan: () => Promise<ContainerPlan>;
+  /** For env files while `podman run` reads them. */
+  scratchDir: string;
+  probe: ProbeSettings;
+  logger: TargetLogger;
+  /** How long a new container may take to pass readiness before it counts as failed. */
+  startTimeoutMs: number;
+  /** Between SIGTERM and SIGKILL (`podman rm --time`). */
+  stopGraceMs: number;
+  /** Called on every change worth persisting or routing: container, state, restarts. */
+  onChange: (instance: PodmanInstance) => void;
+  /** Waits before restarting a container that went down (default `restartBackoff`). */
+  backoff?: RestartBackoff;
+}
+
+export interface RestartBackoff {
+  /** Wait before the first restart; doubled for each crash in a row. */
+  firstMs: number;
+  maxMs: number;
+  /** Ready this long, the next crash counts as the first again. */
+  resetAfterReadyMs: number;
+}
+
+/** As the local target: 1 s doubling to 30 s, reset after a minute of being ready. */
+export const restartBackoff: RestartBackoff = {
+  firstMs: 1000,
+  maxMs: 30_000,
+  resetAfterReadyMs: 60_000,
+};
+/** podman's states on the way out: the next listing says how it ended. */
+const leavingStates = new Set(['stopping', 'removing']);
+/** How often a starting container is probed until it first passes. */
+const startupProbeMs = 50;
+
+type StartOutcome = { kind: 'ready' } | { kind: 'failed'; reason: string } | { kind: 'superseded' };
+
+export class PodmanInstance {
+  state: InstanceState = 'stopped';
+  /**
+   * Whether a container that stops or disappears is restarted. Off while a new version proves
+   * itself (a crash then fails the rollout) and while draining.
+   */
+  supervised = false;
+  /** Why the instance is not ready, or how its last container ended. */
+  problem: string | null = null;
+  /** How the container differs from what should run (exited, removed); null once healed. */
+  drift: string | null = null;
+  /** The container's last output when a start failed (it is removed right after). */
+  lastOutput: string[] = [];
+
+  /** Bumped for each container start and on stop/detach, so older callbacks do nothing. */
+  private generation = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private crashes = 0;
+  private readySince: number | null = null;
+  private probeFailures = 0;
+  private detached = false;
+  /** Listings that began before this moment describe an earlier container. */
+  private observeAfter = 0;
+  /** The container in the latest listing: null when absent, undefined when not listed since. */
+  private seen: ObservedContainer | null | undefined = undefined;
+  /** Starts, restarts or stops under way: they watch `seen` themselves. */
+  private busy = 0;
+  private relaunching: Promise<void> | null = null;
+  /** Stopped and its container removed: a second stop has nothing to do. */
+  private removed = false;
+  /** How the container last went down. */
+  private downReason: string | null = null;
+
+  constructor(
+    readonly record: InstanceRecord,
+    private readonly options: PodmanInstanceOptions,
+  ) {}
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
+  /** Creates the container and resolves once it is ready; on failure it is removed and this throws. */
+  async start(): Promise<void> {
+    const generation = ++this.generation;
+    this.busy++;
+    let reason: string;
+    try {
+      this.setState('starting');
+      await this.create();
+      const outcome = await this.untilReady(generation);
+      if (outcome.kind === 'ready') {
+        this.busy--;
+        this.becomeReady();
+        return;
+      }
+      reason = outcome.kind === 'failed' ? outcome.reason : 'the target was closed';
+    } catch (error) {
+      reason = (error as Error).message;
+    }
+    this.problem = reason;
+    this.lastOutput = await this.output(10);
+    this.busy--;
+    await this.stop();
+    throw new Error(reason);
+  }
+
+  /**
+   * Takes over a container an earlier server created: a running one is probed until ready
+   * (never restarted if it passes); a stopped or missing one is restarted.
+   */
+  async adopt(seen: ObservedContainer | null): Promise<void> {
+    this.supervised = true;
+    if (!seen || seen.state !== 'running') {
+      if (seen) this.record.container = seen.id;
+      this.seen = seen;
+      this.drift = seen
+        ? `container ${describeContainerExit(seen)} while the server was down`
+        : 'container was removed while the server was down';
+      void this.relaunch();
+      return;
+    }
+    this.record.container = seen.id;
+    this.record.pid = seen.pid;
+    this.seen = seen;
+    this.observeAfter = Date.now();
+    const generation = ++this.generation;
+    this.busy++;
+    this.setState('starting');
+    this.options.logger.info(
+      { instance: this.id, container: seen.id.slice(0, 12) },
+      'adopted running container',
+    );
+    const outcome = await this.untilReady(generation);
+    this.busy--;
+    if (outcome.kind === 'ready') this.becomeReady();
+    else if (outcome.kind === 'failed') await this.killAndRestart(generation, outcome.reason);
+  }
+
+  /** The latest listing of containers, from the target: notices crashes and removals. */
+  observe(seen: ObservedContainer | null, takenAt: number): void {
+    if (this.detached || takenAt < this.observeAfter) return;
+    if (seen && leavingStates.has(seen.state)) return;
+    this.seen = seen;
+    if (this.busy > 0 || !this.supervised) return;
+    if (this.state !== 'ready' && this.state !== 'unready' && this.state !== 'starting') return;
+    if (!seen) {
+      this.down('container was removed', 'container was removed');
+    } else if (seen.state !== 'running') {
+      const how = `container ${describeContainerExit(seen)}`;
+      this.down(how, how);
+    } else if (seen.pid > 0 && seen.pid !== this.record.pid) {
+      // Restarted behind our back (`podman restart`): the same container, a new process.
+      this.record.pid = seen.pid;
+      this.options.onChange(this);
+    }
+  }
+
+  /** Restarts now what waits for its backoff (repair); resolves when that attempt is over. */
+  async repair(): Promise<void> {
+    if (this.relaunching) return this.relaunching;
+    if (this.state === 'restarting') return this.relaunch();
+  }
+
+  /** SIGTERM, SIGKILL after the grace period, then the container is removed. */
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.generation++;
+    if (this.removed) return;
+    this.busy++;
+    this.setState('stopping');
+    try {
+      await removeContainers(
+        this.options.cli,
+        [this.record.container ?? this.record.name],
+        this.options.stopGraceMs,
+      );
+      this.removed = true;
+    } catch (error) {
+      // Not lost: a container no instance owns is removed by the target's next sweep.
+      this.options.logger.warn(
+        { instance: this.id, err: (error as Error).message },
+        'could not remove container; the next sweep retries',
+      );
+    } finally {
+      this.busy--;
+    }
+    this.record.pid = 0;
+    this.setState('stopped');
+  }
+
+  /** Server shutdown: stop watching, leave the container running for the next server. */
+  detach(): void {
+    this.detached = true;
+    clearTimeout(this.timer);
+    this.generation++;
+  }
+
+  /** Replaced: no longer routed to, waiting for its in-flight requests before being stopped. */
+  markDraining(): void {
+    clearTimeout(this.timer);
+    this.supervised = false;
+    this.setState('draining');
+  }
+
+  /** The last lines of the container's output (stdout and stderr); [] when it is gone. */
+  async output(lines: number): Promise<string[]> {
+    const ref = this.record.container ?? this.record.name;
+    const { code, output } = await this.options.cli.combined([
+      'logs',
+      '--tail',
+      String(lines),
+      ref,
+    ]);
+    if (code !== 0) return [];
+    const all = output.split('\n');
+    if (all.at(-1) === '') all.pop();
+    return all.slice(-lines);
+  }
+
+  status(): InstanceStatus & { container: string | null } {
+    return {
+      id: this.id,
+      pid: this.record.pid,
+      port: this.record.port,
+      image: this.record.image.digest,
+      imageReference: this.record.image.reference,
+      healthy: this.state === 'ready',
+      state: this.state,
+      startedAt: this.record.startedAt,
+      restarts: this.record.restarts,
+      container: this.record.container,
+    };
+  }
+
+  /** `podman run` under the instance's name, replacing a container left with that name. */
+  private async create(): Promise<void> {
+    const { cli, scratchDir } = this.options;
+    const plan = await this.options.plan();
+    const run = () =>
+      runContainer(cli, { name: this.record.name, plan, hostPort: this.record.port, scratchDir });
+    if (this.record.container) await removeContainers(cli, [this.record.container], 0);
+    this.record.container = null;
+    this.record.pid = 0;
+    try {
+      try {
+        this.record.container = await run();
+      } catch (error) {
+        // Left by a server that died before it could save the container's id.
+        if (!(error instanceof PodmanError && /already in use/.test(error.result.stderr)))
+          throw error;
+        await removeContainers(cli, [this.record.name], 0);
+        this.record.container = await run();
+      }
+    } finally {
+      this.observeAfter = Date.now();
+      this.seen = undefined;
+    }
+    this.record.startedAt = new Date().toISOString();
+    await this.readPid();
+    this.options.logger.info(
+      { instance: this.id, container: this.record.container.slice(0, 12), port: this.record.port },
+      'created container',
+    );
+    this.options.onChange(this);
+  }
+
+  /** `podman start` of the stopped container; when that fails (or it is gone), a new one. */
+  private async restartContainer(): Promise<void> {
+    const ref = this.record.container;
+    if (ref && this.seen !== null) {
+      const result = await this.options.cli.run(['start', ref]);
+      this.observeAfter = Date.now();
+      this.seen = undefined;
+      if (result.code === 0) {
+        this.record.startedAt = new Date().toISOString();
+        await this.readPid();
+        this.options.onChange(this);
+        return;
+      }
+      this.options.logger.warn(
+        { instance: this.id, container: ref.slice(0, 12), err: result.stderr.trim() },
+        'could not start the container again; creating a new one',
+      );
+    }
+    await this.create();
+  }
+
+  private async readPid(): Promise<void> {
+    const ref = this.record.container ?? this.record.name;
+    const result = await this.options.cli.run([
+      'container',
+      'inspect',
+      '--format',
+      '{{.State.Pid}}',
+      ref,
+    ]);
+    this.record.pid = result.code === 0 ? Number(result.stdout.trim()) || 0 : 0;
+  }
+
+  /** Probes until the first pass; fails when the container stops or the start timeout passes. */
+  private async untilReady(generation: number): Promise<StartOutcome> {
+    const { probe, startTimeoutMs } = this.options;
+    const deadline = Date.now() + startTimeoutMs;
+    for (;;) {
+      if (generation !== this.generation) return { kind: 'superseded' };
+      const seen = this.seen;
+      if (seen === null)
+        return { kind: 'failed', reason: 'its container was removed before it was ready' };
+      if (seen && seen.state !== 'running') {
+        return {
+          kind: 'failed',
+          reason: `its container ${describeContainerExit(seen)} before it was ready`,
+        };
+      }
+      const result = await probeOnce(this.record.port, probe.path, probe.timeoutMs);
+      if (generation !== this.generation) return { kind: 'superseded' };
+      if (result.ok) return { kind: 'ready' };
+      if (Date.now() >= deadline) {
+        return {
+          kind: 'failed',
+          reason: `not ready within ${startTimeoutMs / 1000} s (last: ${result.reason})`,
+        };
+      }
+      await delay(startupProbeMs);
+    }
+  }
+
+  private becomeReady(): void {
+    this.readySince = Date.now();
+    this.problem = null;
+    this.drift = null;
+    this.setState('ready');
+    this.scheduleProbe(this.generation);
+  }
+
+  /** Readiness while serving: `failureThreshold` misses in a row take it out of rotation. */
+  private scheduleProbe(generation: number): void {
+    const { probe } = this.options;
+    this.timer = setTimeout(async () => {
+      if (generation !== this.generation) return;
+      const result = await probeOnce(this.record.port, probe.path, probe.timeoutMs);
+      if (generation !== this.generation || (this.state !== 'ready' && this.state !== 'unready'))
+        return;
+      if (result.ok) {
+        this.probeFailures = 0;
+        if (this.state === 'unready') {
+          this.problem = null;
+          this.setState('ready');
+        }
+      } else if (++this.probeFailures >= probe.failureThreshold && this.state === 'ready') {
+        this.problem = `readiness failing: ${result.reason}`;
+        this.setState('unready');
+      }
+      this.scheduleProbe(generation);
+    }, probe.periodMs);
+    this.timer.unref();
+  }
+
+  /** The container stopped or went away: restart it after a backoff (1 s doubling to 30 s). */
+  private down(reason: string, drift: string | null): void {
+    clearTimeout(this.timer);
+    this.generation++;
+    this.record.pid = 0;
+    if (drift) this.drift = drift;
+    const backoff = this.options.backoff ?? restartBackoff;
+    const ranFor = this.readySince === null ? 0 : Date.now() - this.readySince;
+    if (ranFor >= backoff.resetAfterReadyMs) this.crashes = 0;
+    const wait = Math.min(backoff.firstMs * 2 ** this.crashes, backoff.maxMs);
+    this.crashes++;
+    this.readySince = null;
+    this.downReason = reason;
+    this.problem = `${reason}; restarting in ${wait / 1000} s`;
+    this.options.logger.warn({ instance: this.id, reason }, 'instance down');
+    this.setState('restarting');
+    this.timer = setTimeout(() => void this.relaunch(), wait);
+    this.timer.unref();
+  }
+
+  private relaunch(): Promise<void> {
+    this.relaunching ??= this.restart().finally(() => (this.relaunching = null));
+    return this.relaunching;
+  }
+
+  private async restart(): Promise<void> {
+    if (this.detached) return;
+    clearTimeout(this.timer);
+    const generation = ++this.generation;
+    this.supervised = true;
+    this.busy++;
+    this.record.restarts++;
+    this.problem = `${this.downReason ?? 'down'}; restarting`;
+    this.options.logger.info(
+      { instance: this.id, restarts: this.record.restarts },
+      'restarting instance',
+    );
+    this.setState('starting');
+    let outcome: StartOutcome;
+    try {
+      await this.restartContainer();
+      outcome = await this.untilReady(generation);
+    } catch (error) {
+      outcome = { kind: 'failed', reason: `could not restart: ${(error as Error).message}` };
+    } finally {
+      this.busy--;
+    }
+    if (generation !== this.generation || this.detached) return;
+    if (outcome.kind === 'ready') this.becomeReady();
+    else if (outcome.kind === 'failed') await this.killAndRestart(generation, outcome.reason);
+  }
+
+  /** A container that never got ready: kill it and try again after the backoff. */
+  private async killAndRestart(generation: number, reason: string): Promise<void> {
+    const ref = this.record.container ?? this.record.name;
+    await this.options.cli.run(['kill', ref]);
+    if (generation !== this.generation || this.detached) return;
+    this.down(reason, null);
+  }
+
+  private setState(state: InstanceState): void {
+    this.state = state;
+    this.options.onChange(this);
+  }
+}

@@ -1,0 +1,502 @@
+/**
+ * The podman target against real podman containers: images pushed into a Registry served over
+ * HTTP with Basic auth and pulled by podman, the contract every target keeps, then crashes,
+ * drift, repair and a server restart. Skipped only when podman is not installed. Every
+ * container a test creates carries its target's label and is removed in `after` hooks.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { after, before, describe, it, test } from 'node:test';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { Registry, registryRoutes } from '../../../registry/index.js';
+import { describeTargetContract } from '../target.case.test.js';
+import type { WorkloadImage, WorkloadSpec, WorkloadStatus } from '../target.js';
+import { PodmanCli } from './cli.js';
+import { labelKeys, listContainers } from './containers.js';
+import { PodmanTarget, type PodmanTargetOptions } from './podman-target.js';
+import { podmanStateSchema } from './state-file.js';
+import { publishBusyboxHttpdImage } from '../../../../test/support/images.js';
+
+const PODMAN = spawnSync('podman', ['--version']).status === 0;
+const CREDS = { username: 'alice', password: 'secret-token' };
+const cli = new PodmanCli();
+
+/** One registry for the whole file, serving the test images with Basic auth. */
+interface Fixture {
+  registry: Registry;
+  app: FastifyInstance;
+  host: string;
+  root: string;
+  images: { v1: WorkloadImage; v2: WorkloadImage; neverReady: WorkloadImage };
+  /** How often a target asked for registry credentials. */
+  credentialCalls: number;
+}
+
+let fixturePromise: Promise<Fixture> | null = null;
+const targets: { target: PodmanTarget; dataDir: string }[] = [];
+
+function fixture(): Promise<Fixture> {
+  fixturePromise ??= (async () => {
+    const root = await mkdtemp(join(tmpdir(), 'valve-podman-target-'));
+    const registry = new Registry({ dataDir: join(root, 'registry-data') });
+    const app = Fastify();
+    const basic = (request: FastifyRequest) => {
+      const header = request.headers.authorization;
+      if (!header?.startsWith('Basic ')) return null;
+      return Buffer.from(header.slice('Basic '.length), 'base64').toString('utf8');
+    };
+    const good = `${CREDS.username}:${CREDS.password}`;
+    await app.register(
+      registryRoutes(registry, {
+        authenticated: async (request) => basic(request) === good,
+        authorize: async (request) => (basic(request) === good ? 'ok' : 'unauthenticated'),
+      }),
+    );
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const address = app.server.address();
+    assert.ok(address && typeof address === 'object');
+    const host = `127.0.0.1:${address.port}`;
+    const publish = (version: string, healthy?: boolean) =>
+      publishBusyboxHttpdImage(registry, host, 'team/hello', { version, healthy });
+    return {
+      registry,
+      app,
+      host,
+      root,
+      images: {
+        v1: await publish('podman-v1'),
+        v2: await publish('podman-v2'),
+        neverReady: await publish('podman-v3', false),
+      },
+      credentialCalls: 0,
+    };
+  })();
+  return fixturePromise;
+}
+
+const debugLogger = Object.fromEntries(
+  (['debug', 'info', 'warn', 'error'] as const).map((level) => [
+    level,
+    (obj: object, msg?: string) =>
+      console.error(new Date().toISOString(), level, msg, JSON.stringify(obj)),
+  ]),
+) as unknown as PodmanTargetOptions['logger'];
+
+const portBase = () => 30_000 + Math.floor(Math.random() * 300) * 100;
+
+/** A target on a fresh data directory (or `dataDir`), pulling from the fixture's registry. */
+async function newTarget(
+  options: Partial<PodmanTargetOptions> & { dataDir?: string } = {},
+): Promise<{ target: PodmanTarget; dataDir: string }> {
+  const fx = await fixture();
+  const dataDir = options.dataDir ?? (await mkdtemp(join(fx.root, 'data-')));
+  const target = new PodmanTarget({
+    dataDir,
+    portBase: portBase(),
+    registry: {
+      host: fx.host,
+      credentials: async () => {
+        fx.credentialCalls++;
+        return CREDS;
+      },
+    },
+    startTimeoutMs: 5000,
+    stopGraceMs: 2000,
+    ...(process.env.DEBUG_PODMAN_TARGET ? { logger: debugLogger } : {}),
+    ...options,
+  });
+  targets.push({ target, dataDir });
+  return { target, dataDir };
+}
+
+/** Removes every container and image the targets of this file made, also after a failure. */
+async function cleanupAll(): Promise<void> {
+  for (const { target } of targets) await target.close().catch(() => {});
+  const owners = new Set(targets.map(({ target }) => target.owner));
+  for (const owner of owners) {
+    const left = await listContainers(cli, labelKeys.owner, owner).catch(() => []);
+    if (left.length > 0)
+      await cli.run(['rm', '--force', '--time', '0', ...left.map((container) => container.id)]);
+  }
+  if (fixturePromise) {
+    const fx = await fixturePromise.catch(() => null);
+    if (fx) {
+      const names = new Set<string>();
+      for (const { target } of targets) {
+        for (const image of Object.values(fx.images))
+          for (const name of target.imageNames(image)) names.add(name);
+      }
+      for (const name of names) await cli.run(['rmi', '--force', '--ignore', name]);
+      await fx.app.close();
+      await rm(fx.root, { recursive: true, force: true });
+    }
+  }
+}
+
+async function get(url: string): Promise<string> {
+  const res = await fetch(url);
+  const text = await res.text();
+  assert.equal(res.status, 200, `GET ${url}: ${text}`);
+  return text;
+}
+
+/** Polls the status until `accept` holds; the deadline only bounds a broken test. */
+async function waitForStatus(
+  target: PodmanTarget,
+  key: string,
+  accept: (status: WorkloadStatus) => boolean,
+  timeoutMs = 60_000,
+): Promise<WorkloadStatus> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await target.status(key);
+    if (accept(status)) return status;
+    if (Date.now() > deadline)
+      assert.fail(`status never matched: ${JSON.stringify(status, null, 2)}`);
+    await delay(50);
+  }
+}
+
+/** A client polling `url` every 20 ms until stopped; returns the failures it saw. */
+function pollThroughout(url: string): { stop: () => Promise<string[]>; answers: () => number } {
+  const failures: string[] = [];
+  let answers = 0;
+  let polling = true;
+  const loop = (async () => {
+    while (polling) {
+      const started = Date.now();
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(15_000) });
+        const text = await res.text();
+        if (res.status !== 200) failures.push(`HTTP ${res.status}: ${text}`);
+        else answers++;
+      } catch (error) {
+        failures.push(String((error as Error).cause ?? error));
+      }
+      if (process.env.DEBUG_PODMAN_TARGET && Date.now() - started > 500)
+        console.error(new Date().toISOString(), `slow request: ${Date.now() - started} ms`);
+      await delay(20);
+    }
+  })();
+  return {
+    stop: async () => {
+      polling = false;
+      await loop;
+      return failures;
+    },
+    answers: () => answers,
+  };
+}
+
+/**
+ * The other replica served throughout: no error status from the address. A request that was
+ * in flight inside a container killed by hand may be cut off (at most that one).
+ */
+function assertServedThroughout(failures: string[]): void {
+  assert.deepEqual(
+    failures.filter((failure) => failure.startsWith('HTTP')),
+    [],
+  );
+  assert.ok(failures.length <= 1, `failed requests: ${failures.join(', ')}`);
+}
+
+type WithContainer = WorkloadStatus['instances'][number] & { container?: string | null };
+const containerOf = (status: WorkloadStatus, index = 0) =>
+  (status.instances[index] as WithContainer | undefined)?.container ?? null;
+
+async function containerExists(id: string): Promise<boolean> {
+  return (await cli.run(['container', 'exists', id])).code === 0;
+}
+
+if (!PODMAN) {
+  test('podman target', (t) => t.skip('podman is not installed'));
+} else {
+  after(cleanupAll);
+
+  describeTargetContract('podman', async () => {
+    const fx = await fixture();
+    const { target } = await newTarget();
+    return {
+      target,
+      images: fx.images,
+      versions: { v1: 'podman-v1', v2: 'podman-v2' },
+      async afterRollout(before, after) {
+        const old = containerOf(before);
+        assert.ok(old, 'the v1 instance had a container');
+        assert.equal(await containerExists(old), false, 'the v1 container is removed');
+        for (const [index] of after.instances.entries()) {
+          const id = containerOf(after, index);
+          assert.ok(id && (await containerExists(id)), 'the v2 container runs');
+        }
+        assert.ok(fx.credentialCalls > 0, 'the image was pulled with credentials');
+      },
+      async afterDelete() {
+        assert.deepEqual(await listContainers(cli, labelKeys.owner, target.owner), []);
+      },
+      async cleanup() {
+        await target.close();
+      },
+    };
+  });
+
+  describe('podman target: containers, supervision, drift and server restarts', () => {
+    let fx: Fixture;
+    before(async () => {
+      fx = await fixture();
+    });
+    const spec = (image: WorkloadImage, extra: Partial<WorkloadSpec> = {}): WorkloadSpec => ({
+      key: 'team/hello/dev',
+      image,
+      env: {},
+      port: 8080,
+      replicas: 1,
+      readiness: { path: '/healthz', periodSeconds: 1 },
+      ...extra,
+    });
+
+    it('runs the spec: env, PORT, command and labels; logs show each container', async () => {
+      const { target } = await newTarget();
+      const status = await target.apply(
+        spec(fx.images.v1, {
+          key: 'team/env/dev',
+          port: 9090,
+          env: { GREETING: 'hi there', MULTI: 'line one\nline two' },
+          command: [
+            'sh',
+            '-c',
+            'mkdir -p /w && printf "%s|%s|%s" "$GREETING" "$PORT" "$(echo "$MULTI" | wc -l)" > /w/index.html && echo started && exec httpd -f -p "$PORT" -h /w',
+          ],
+          readiness: { path: '/' },
+        }),
+      );
+      assert.equal(status.health, 'healthy');
+      assert.equal(await get(status.url!), 'hi there|9090|2');
+      const [container] = await listContainers(cli, labelKeys.owner, target.owner);
+      assert.ok(container);
+      assert.equal(container.labels[labelKeys.workload], 'team/env/dev');
+      assert.equal(container.labels[labelKeys.instance], status.instances[0]!.id);
+      assert.equal(container.labels[labelKeys.image], fx.images.v1.digest);
+      assert.match(container.name, /^valve-team_env_dev-[0-9a-f]{8}-inst_/);
+      const logs = await target.logs('team/env/dev');
+      assert.match(logs, new RegExp(`^==> ${status.instances[0]!.id} \\(ready, container `));
+      assert.match(logs, /started/);
+      await target.delete('team/env/dev');
+    });
+
+    it('loads the image from an ImageSource without a registry address', async () => {
+      const { target } = await newTarget({ registry: undefined, images: fx.registry });
+      const status = await target.apply(spec(fx.images.v2, { key: 'team/loaded/dev' }));
+      assert.equal(await get(status.url!), 'podman-v2');
+      const [name] = target.imageNames(fx.images.v2);
+      assert.match(name!, /^localhost\/valve-deploy\/team\/hello:sha256-/);
+      assert.equal((await cli.run(['image', 'exists', name!])).code, 0);
+      await target.delete('team/loaded/dev');
+    });
+
+    it('an image the registry does not have: DEPLOY_IMAGE_UNAVAILABLE, nothing runs', async () => {
+      const { target } = await newTarget();
+      const unknown: WorkloadImage = {
+        reference: `${fx.host}/team/hello@sha256:${'0'.repeat(64)}`,
+        repo: 'team/hello',
+        digest: `sha256:${'0'.repeat(64)}`,
+      };
+      await assert.rejects(target.apply(spec(unknown, { key: 'team/unknown/dev' })), {
+        code: 'DEPLOY_IMAGE_UNAVAILABLE',
+      });
+      const status = await target.status('team/unknown/dev');
+      assert.equal(status.health, 'missing');
+      assert.deepEqual(await listContainers(cli, labelKeys.owner, target.owner), []);
+    });
+
+    it('refuses what podman cannot run: a bad env name, a canary', async () => {
+      const { target } = await newTarget();
+      await assert.rejects(
+        target.apply(spec(fx.images.v1, { key: 'team/bad/dev', env: { 'A=B': 'x' } })),
+        { code: 'INPUT_INVALID' },
+      );
+      const canary = {
+        strategy: 'canary' as const,
+        steps: [{ weight: 50, pauseSeconds: 1 }],
+        analysis: { maxErrorRate: 0.1, minRequests: 10, maxFailedChecks: 3, intervalSeconds: 1 },
+        autoPromote: true,
+      };
+      await assert.rejects(
+        target.apply(spec(fx.images.v1, { key: 'team/bad/dev', rollout: canary })),
+        { code: 'INPUT_INVALID', message: /canary/ },
+      );
+      assert.equal((await target.status('team/bad/dev')).health, 'missing');
+    });
+
+    describe('one workload through crashes, drift and a server restart', () => {
+      const key = 'team/hello/dev';
+      let target: PodmanTarget;
+      let dataDir: string;
+      let url: string;
+      // Long enough to tell a repair from the restart that waits for it.
+      const restartBackoff = { firstMs: 3000, maxMs: 30_000, resetAfterReadyMs: 60_000 };
+
+      before(async () => {
+        ({ target, dataDir } = await newTarget({ restartBackoff }));
+        const status = await target.apply(spec(fx.images.v1, { replicas: 2 }));
+        url = status.url!;
+      });
+
+      it('a container killed by hand is restarted; the other replica serves throughout', async () => {
+        const before = await target.status(key);
+        const victim = before.instances[0]!;
+        const client = pollThroughout(url);
+        await delay(200);
+        await cli.check(['kill', containerOf(before)!]);
+        const down = await waitForStatus(target, key, (status) =>
+          status.drift.some((line) => line.includes(`instance ${victim.id}: container exited`)),
+        );
+        assert.equal(down.health, 'degraded');
+        const healed = await waitForStatus(
+          target,
+          key,
+          (status) =>
+            status.health === 'healthy' &&
+            status.instances.some((instance) => instance.id === victim.id && instance.restarts > 0),
+        );
+        await delay(200);
+        assertServedThroughout(await client.stop());
+        assert.ok(client.answers() > 10);
+        const restarted = healed.instances.find((instance) => instance.id === victim.id)!;
+        assert.equal(restarted.restarts, 1);
+        assert.equal(restarted.port, victim.port);
+        assert.notEqual(restarted.pid, victim.pid);
+        assert.equal(
+          (restarted as WithContainer).container,
+          (victim as WithContainer).container,
+          'the same container is started again',
+        );
+        assert.deepEqual(healed.drift, []);
+      });
+
+      it('a container removed by hand is drift, healed with a new container', async () => {
+        const before = await target.status(key);
+        const victim = before.instances[1]!;
+        const client = pollThroughout(url);
+        await cli.check(['rm', '--force', '--time', '0', containerOf(before, 1)!]);
+        const drifted = await waitForStatus(target, key, (status) =>
+          status.drift.includes(`instance ${victim.id}: container was removed`),
+        );
+        assert.equal(drifted.health, 'degraded');
+        const healed = await waitForStatus(
+          target,
+          key,
+          (status) => status.health === 'healthy' && status.drift.length === 0,
+        );
+        assertServedThroughout(await client.stop());
+        const again = healed.instances.find((instance) => instance.id === victim.id)!;
+        assert.equal(again.port, victim.port, 'same instance, same port');
+        assert.notEqual((again as WithContainer).container, (victim as WithContainer).container);
+        assert.ok(await containerExists((again as WithContainer).container!));
+        assert.equal(await get(url), 'podman-v1');
+      });
+
+      it('repair() restarts at once what waits for its backoff', async () => {
+        const before = await target.status(key);
+        const victim = before.instances[0]!;
+        await cli.check(['kill', containerOf(before)!]);
+        const waiting = await waitForStatus(target, key, (status) =>
+          status.instances.some(
+            (instance) => instance.id === victim.id && instance.state === 'restarting',
+          ),
+        );
+        const wait = Number(/restarting in (\d+) s/.exec(waiting.message ?? '')?.[1]) * 1000;
+        assert.ok(wait >= 3000, waiting.message ?? '');
+        const started = Date.now();
+        await target.repair(key);
+        const status = await target.status(key, { verify: true });
+        assert.ok(Date.now() - started < wait, `repair took ${Date.now() - started} ms`);
+        const repaired = status.instances.find((instance) => instance.id === victim.id)!;
+        assert.equal(repaired.state, 'ready');
+        assert.equal(repaired.restarts, victim.restarts + 1);
+        assert.equal(status.health, 'healthy');
+      });
+
+      it('a container with the target label that no instance owns is removed', async () => {
+        const [name] = target.imageNames(fx.images.v1);
+        const stray = (
+          await cli.check([
+            'run',
+            '--detach',
+            '--label',
+            `${labelKeys.owner}=${target.owner}`,
+            '--label',
+            `${labelKeys.workload}=${key}`,
+            '--label',
+            `${labelKeys.instance}=inst_stray`,
+            '--pull=never',
+            name!,
+            'sleep',
+            '600',
+          ])
+        ).trim();
+        const deadline = Date.now() + 10_000;
+        while (await containerExists(stray)) {
+          assert.ok(Date.now() < deadline, 'the stray container is still there');
+          await delay(100);
+        }
+        assert.equal((await target.status(key, { verify: true })).drift.length, 0);
+      });
+
+      it('a new target after close() adopts the running containers as they are', async () => {
+        const before = await target.status(key, { verify: true });
+        assert.equal(before.health, 'healthy');
+        await target.close();
+        // Still serving on the containers' own ports while no server runs.
+        for (const instance of before.instances)
+          assert.equal(await get(`http://127.0.0.1:${instance.port}/`), 'podman-v1');
+        const state = podmanStateSchema.parse(
+          JSON.parse(await readFile(join(dataDir, 'targets/podman/state.json'), 'utf8')),
+        );
+        assert.equal(state.workloads[0]!.instances.length, 2);
+
+        ({ target } = await newTarget({ dataDir, restartBackoff }));
+        await target.recover();
+        const after = await target.status(key);
+        assert.equal(after.url, before.url);
+        assert.equal(after.health, 'healthy');
+        const identity = (status: WorkloadStatus) =>
+          status.instances
+            .map((instance) => ({
+              id: instance.id,
+              pid: instance.pid,
+              port: instance.port,
+              restarts: instance.restarts,
+              container: (instance as WithContainer).container,
+            }))
+            .sort((a, b) => a.id.localeCompare(b.id));
+        assert.deepEqual(identity(after), identity(before));
+        assert.equal(await get(after.url!), 'podman-v1');
+      });
+
+      it('a container removed while no server ran is created again by recover()', async () => {
+        const before = await target.status(key);
+        await target.close();
+        await cli.check(['rm', '--force', '--time', '0', containerOf(before, 0)!]);
+        ({ target } = await newTarget({ dataDir, restartBackoff }));
+        await target.recover();
+        const healed = await waitForStatus(target, key, (status) => status.health === 'healthy');
+        const victim = before.instances[0]!;
+        const again = healed.instances.find((instance) => instance.id === victim.id)!;
+        assert.equal(again.restarts, victim.restarts + 1);
+        assert.notEqual((again as WithContainer).container, containerOf(before, 0));
+        const other = healed.instances.find((instance) => instance.id !== victim.id)!;
+        assert.equal(
+          (other as WithContainer).container,
+          containerOf(before, 1),
+          'the healthy one is left alone',
+        );
+        await target.delete(key);
+        assert.deepEqual(await listContainers(cli, labelKeys.owner, target.owner), []);
+      });
+    });
+  });
+}
