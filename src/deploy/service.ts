@@ -74,6 +74,8 @@ export interface EnvironmentView {
   sync: SyncPolicy;
   drift: string[];
   instances: WorkloadStatus['instances'];
+  /** A canary or blue-green rollout under way or just ended, as the target reports it. */
+  rollout: WorkloadStatus['rollout'] | null;
   lastSync: SyncView | null;
 }
 
@@ -342,6 +344,7 @@ export class DeployService {
           sync: parsePolicy(row.sync_policy),
           drift: row.drift ? (JSON.parse(row.drift) as string[]) : [],
           instances: live.instances,
+          rollout: live.rollout ?? null,
           lastSync: last ? syncView(last) : null,
         };
       }),

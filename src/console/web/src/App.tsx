@@ -8,6 +8,7 @@ import { Header } from './components/Header.js';
 import { AppImagesPage } from './pages/AppImagesPage.js';
 import { AppPage } from './pages/AppPage.js';
 import { AppsPage } from './pages/AppsPage.js';
+import { EnvironmentPage } from './pages/EnvironmentPage.js';
 import { ImageManifestPage } from './pages/ImageManifestPage.js';
 import { ImagesPage } from './pages/ImagesPage.js';
 import { RunPage } from './pages/RunPage.js';
@@ -113,6 +114,17 @@ function Page({ pathname, me }: { pathname: string; me: Me }) {
         team={params.team ?? ''}
         name={params.app ?? ''}
         reference={params.reference ?? ''}
+      />
+    );
+  }
+  if ((params = matchPath('/apps/:team/:app/environments/:env', pathname))) {
+    return (
+      <EnvironmentPage
+        key={pathname}
+        team={params.team ?? ''}
+        name={params.app ?? ''}
+        env={params.env ?? ''}
+        me={me}
       />
     );
   }

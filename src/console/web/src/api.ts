@@ -32,19 +32,39 @@ export interface Instance {
   image: string;
   healthy: boolean;
   startedAt: string;
+  /** starting, ready, unready, restarting, draining, stopping, stopped (targets that tell). */
+  state?: string;
+  restarts?: number;
 }
+
+export type SyncStatus = 'Synced' | 'OutOfSync' | 'Unknown';
 
 export interface Environment {
   name: string;
   /** Stable address of the environment; null until the target has given it one. */
   url: string | null;
   health: Health;
+  /** Desired (the deploy repo) against what was applied; Unknown when desired is unreadable. */
+  syncStatus: SyncStatus;
+  /** Image reference with digest last applied: the version. */
   image: string | null;
+  digest: string | null;
   sourceCommit: string | null;
+  /** Deploy-repo commit last applied. */
   deployCommit: string | null;
+  /** Deploy-repo commit that last changed the environment's folder. */
+  desiredCommit: string | null;
   deployedAt: string | null;
+  /** Last reconcile error (file:line:column for a manifest), why it waits, or the target's note. */
   message: string | null;
+  target: string;
+  sync: SyncPolicy;
+  /** What differs from what was applied, as last found. */
+  drift: string[];
   instances: Instance[];
+  lastSync: Sync | null;
+  /** The last canary or blue-green rollout, where the API reports one. */
+  rollout?: Rollout | null;
 }
 
 export type JobStatus =
@@ -367,7 +387,44 @@ export const api = {
     ),
   deleteImageTag: (team: string, app: string, tag: string) =>
     request<void>('DELETE', `${imagesPath(team, app)}/tags/${encodeURIComponent(tag)}`),
+
+  environments: (team: string, app: string) =>
+    request<Environment[]>('GET', `${appPath(team, app)}/environments`),
+  environmentDiff: (team: string, app: string, env: string) =>
+    request<EnvironmentDiff>('GET', `${envPath(team, app, env)}/diff`),
+  environmentHistory: (team: string, app: string, env: string, limit: number) =>
+    request<DeployHistory>('GET', `${envPath(team, app, env)}/history?limit=${limit}`),
+  syncEnvironment: (team: string, app: string, env: string) =>
+    request<{ environment: Environment; sync: Sync | null }>(
+      'POST',
+      `${envPath(team, app, env)}/sync`,
+      {},
+    ),
+  promote: (team: string, app: string, body: { from: string; to: string }) =>
+    request<DeployChange>('POST', `${appPath(team, app)}/promote`, body),
+  rollback: (team: string, app: string, env: string, body: { commit: string }) =>
+    request<DeployChange>('POST', `${envPath(team, app, env)}/rollback`, body),
+  deployApprovals: (team: string, app: string, status?: DeployApprovalStatus) =>
+    request<DeployApproval[]>(
+      'GET',
+      `${appPath(team, app)}/approvals${status ? `?status=${status}` : ''}`,
+    ),
+  decideDeployApproval: (
+    team: string,
+    app: string,
+    id: string,
+    decision: 'approve' | 'reject',
+    comment: string,
+  ) =>
+    request<DeployApproval>(
+      'POST',
+      `${appPath(team, app)}/approvals/${encodeURIComponent(id)}/${decision}`,
+      comment ? { comment } : {},
+    ),
 };
+
+const envPath = (team: string, app: string, env: string) =>
+  `${appPath(team, app)}/environments/${encodeURIComponent(env)}`;
 
 /** Where secrets live: an app's own, or its team's (every app of the team sees them). */
 export type SecretScope = { team: string; app: string | null };
@@ -456,3 +513,138 @@ export interface ImageManifest {
     annotations: Record<string, string>;
   })[];
 }
+
+// ---- Deploy (docs/api.md, "Deploy") ----
+
+/** `environments.<env>.sync` of valve.yaml. */
+export interface SyncPolicy {
+  automated: boolean;
+  selfHeal: boolean;
+  prune: boolean;
+}
+
+/** One time the reconciler applied (or found drift in) an environment. */
+export interface Sync {
+  id: string;
+  /** Deploy-repo commit synced. */
+  commit: string;
+  sourceCommit: string | null;
+  image: string | null;
+  /** auto, manual, promote, rollback, self-heal or prune. */
+  trigger: string | null;
+  /** A username, or "valve". */
+  actor: string | null;
+  /** running, succeeded, failed or drifted (differences found, recorded without applying). */
+  status: string;
+  message: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+}
+
+/** Where a canary or blue-green rollout stands (a target's `RolloutStatus`). */
+export interface Rollout {
+  strategy: 'canary' | 'blue-green';
+  phase: 'progressing' | 'paused' | 'analyzing' | 'promoted' | 'rolled-back' | 'failed';
+  /** 1-based step under way; 0 before the first. */
+  step: number;
+  steps: number;
+  /** Percent of requests the new version gets now. */
+  weight: number;
+  canaryImage: string;
+  stableImage: string | null;
+  previewUrl: string | null;
+  message: string;
+  analysis: { requests: number; errors5xx: number; errorRate: number; failedChecks: number };
+  startedAt: string;
+  updatedAt: string;
+}
+
+/** One commit that changed an environment's folder of the deploy repo. */
+export interface DeployRecord {
+  commit: string;
+  subject: string;
+  /** edit: a commit by hand; create: the folder's first commit. */
+  kind: 'deploy' | 'promote' | 'rollback' | 'create' | 'edit';
+  image: string | null;
+  digest: string | null;
+  sourceCommit: string | null;
+  author: string;
+  email: string;
+  date: string;
+  promotedFrom: { environment: string; commit: string } | null;
+  rolledBackTo: string | null;
+  approvedBy: string | null;
+  /** The commit the environment runs. */
+  live: boolean;
+}
+
+export interface DeployHistory {
+  deploys: DeployRecord[];
+  syncs: Sync[];
+}
+
+export interface DiffResource {
+  /** "Deployment/hello" */
+  resource: string;
+  kind: string;
+  name: string;
+  file: string;
+  line: number;
+  health: Health;
+  status: 'Synced' | 'OutOfSync';
+}
+
+/** One difference: a field (`path`), or a whole resource (`path` ""). */
+export interface DiffItem {
+  resource: string;
+  path: string;
+  /** null on the side that lacks it. */
+  desired: unknown;
+  live: unknown;
+  /** Live only: a sync with prune deletes it. */
+  prune?: true;
+}
+
+export interface EnvironmentDiff {
+  environment: string;
+  syncStatus: SyncStatus;
+  desiredCommit: string | null;
+  deployCommit: string | null;
+  /** file:line:column of a broken manifest, or the target problem. */
+  error: string | null;
+  resources: DiffResource[];
+  items: DiffItem[];
+  drift: string[];
+}
+
+export type DeployApprovalStatus =
+  'pending' | 'approved' | 'rejected' | 'expired' | 'superseded' | 'failed';
+
+/** A deploy, promotion or rollback waiting for (or decided by) the approving team. */
+export interface DeployApproval {
+  id: string;
+  kind: 'deploy' | 'promote' | 'rollback';
+  environment: string;
+  /** The subject of the commit it will make. */
+  summary: string;
+  image: string;
+  sourceCommit: string | null;
+  from: { environment: string; commit: string } | null;
+  rollbackTo: string | null;
+  /** The approving team. */
+  team: string;
+  status: DeployApprovalStatus;
+  requestedBy: string;
+  requestedAt: string;
+  expiresAt: string;
+  decidedBy: string | null;
+  decidedAt: string | null;
+  comment: string | null;
+  /** The deploy-repo commit made once approved. */
+  commit: string | null;
+}
+
+/** What a deploy, promotion or rollback did: committed at once, or waits for approval. */
+export type DeployChange =
+  | { status: 'committed'; commit: string; environment: string }
+  | { status: 'pending'; approval: DeployApproval };

@@ -46,6 +46,13 @@ export function formatRelative(iso: string | null, now: number): string {
 
 export const formatTimestamp = (iso: string | null) => (iso ? new Date(iso).toLocaleString() : '');
 
+/**
+ * An image's `created`: reproducible builds write the epoch (or SOURCE_DATE_EPOCH), which says
+ * nothing about when the image was made, so that shows as "reproducible" rather than 1970.
+ */
+export const formatImageCreated = (iso: string | null) =>
+  !iso ? '' : Date.parse(iso) === 0 ? 'reproducible (epoch 0)' : formatTimestamp(iso);
+
 // Pipeline output often carries terminal colours; the log view shows plain text.
 // eslint-disable-next-line no-control-regex
 const ansiSequence = /\u001b\[[0-?]*[ -/]*[@-~]|\u001b\][^\u0007]*(?:\u0007|\u001b\\)/g;
@@ -96,3 +103,14 @@ export function formatBytes(bytes: number | null | undefined): string {
 /** "linux/arm64/v8" */
 export const platformLabel = (platform: { os: string; architecture: string; variant?: string }) =>
   [platform.os, platform.architecture, platform.variant].filter(Boolean).join('/');
+
+/** A share 0-1 as people read it: "0%", "0.4%", "12%". */
+export function formatRate(rate: number | null | undefined): string {
+  if (rate === null || rate === undefined || !Number.isFinite(rate)) return '';
+  const percent = rate * 100;
+  return `${percent === 0 || percent >= 10 ? Math.round(percent) : percent.toFixed(1)}%`;
+}
+
+/** A manifest field's value in a diff: text as it is, anything else as YAML-like JSON. */
+export const formatFieldValue = (value: unknown): string =>
+  typeof value === 'string' ? value : JSON.stringify(value, null, 2);

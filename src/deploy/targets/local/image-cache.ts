@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
-import { ValveError } from '../../../errors.js';
 import { hostPlatform, type Platform } from '../../../registry/index.js';
+import { imageInvalid, imageUnavailable } from '../shared/image-errors.js';
 import type { ImageSource, WorkloadImage } from '../target.js';
 import { extractLayer, type LayerCompression } from './layer-extract.js';
 import { changedFiles, indexFiles, type FileIndex } from './rootfs-files.js';
@@ -351,17 +351,4 @@ function verifyDigest(image: WorkloadImage, digest: string, body: Buffer): void 
   if (actual !== digest.slice(colon + 1)) {
     throw imageInvalid(image, `content of ${digest} does not match its digest`);
   }
-}
-
-function imageUnavailable(image: WorkloadImage, why: string): ValveError {
-  return new ValveError('DEPLOY_IMAGE_UNAVAILABLE', `image ${image.reference}: ${why}`, {
-    image: image.reference,
-  });
-}
-
-function imageInvalid(image: WorkloadImage, why: string): ValveError {
-  // No code of its own yet: an image that cannot run is bad input to the deploy.
-  return new ValveError('INPUT_INVALID', `image ${image.reference}: ${why}`, {
-    image: image.reference,
-  });
 }

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
+import { CrashBackoff, restartBackoff } from '../shared/restart-backoff.js';
 import type { InstanceState, InstanceStatus, TargetLogger } from '../target.js';
 import type { LaunchPlan } from './launch.js';
 import {
@@ -35,7 +36,7 @@ export interface InstanceOptions {
   onChange: (instance: Instance) => void;
 }
 
-export const restartBackoff = { firstMs: 1000, maxMs: 30_000, resetAfterReadyMs: 60_000 };
+export { restartBackoff };
 /** How often a process started by an earlier server is checked for life (not our child). */
 const adoptedPollMs = 1000;
 /** How often a starting process is probed until it first passes. */
@@ -58,7 +59,7 @@ export class Instance {
   /** Bumped for every process and on detach, so callbacks of an older one do nothing. */
   private generation = 0;
   private timer: NodeJS.Timeout | undefined;
-  private crashes = 0;
+  private readonly backoff = new CrashBackoff(restartBackoff);
   private readySince: number | null = null;
   private probeFailures = 0;
   /** Why the current process is being killed by us, reported instead of "killed by SIGKILL". */
@@ -287,10 +288,7 @@ export class Instance {
       this.setState('stopped');
       return;
     }
-    const ranFor = this.readySince === null ? 0 : Date.now() - this.readySince;
-    if (ranFor >= restartBackoff.resetAfterReadyMs) this.crashes = 0;
-    const wait = Math.min(restartBackoff.firstMs * 2 ** this.crashes, restartBackoff.maxMs);
-    this.crashes++;
+    const wait = this.backoff.next(this.readySince);
     this.problem = `${reason}; restarting in ${wait / 1000} s`;
     this.setState('restarting');
     this.timer = setTimeout(() => void this.relaunch(), wait);

@@ -1,12 +1,10 @@
-import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ValveError, invalidInput } from '../../../errors.js';
+import { ValveError } from '../../../errors.js';
 import { newId } from '../../../ids.js';
 import { RolloutController } from '../rollout.js';
 import {
   silentLogger,
-  workloadSpecSchema,
   type ImageSource,
   type RolloutSpec,
   type Target,
@@ -15,6 +13,12 @@ import {
   type WorkloadSpec,
   type WorkloadStatus,
 } from '../target.js';
+import { KeyedQueue } from '../shared/keyed-queue.js';
+import { instanceLogBlocks } from '../shared/instance-logs.js';
+import { listenOnFreePort } from '../shared/proxy-port.js';
+import { StateSaves } from '../shared/state-file-io.js';
+import { parseWorkloadSpec, rolloutFailed } from '../shared/target-errors.js';
+import { safeWorkloadName } from '../shared/workload-name.js';
 import { ImageCache } from './image-cache.js';
 import { Instance } from './instance.js';
 import { planLaunch } from './launch.js';
@@ -95,10 +99,9 @@ export class LocalTarget implements Target {
   private readonly driftCheckIntervalMs: number;
   private readonly roots: ImageRootWatch;
   private readonly workloads = new Map<string, Workload>();
-  /** Per workload key: the tail of the queue of applies and deletes, which never overlap. */
-  private readonly queues = new Map<string, Promise<unknown>>();
-  private saving: Promise<void> = Promise.resolve();
-  private savePending = false;
+  /** Per workload key: applies, repairs and deletes, which never overlap. */
+  private readonly queue = new KeyedQueue();
+  private readonly saves = new StateSaves(() => writeStateFile(this.stateFile, this.snapshot()));
   private closed = false;
   private recovery: Promise<void> | null = null;
 
@@ -117,12 +120,9 @@ export class LocalTarget implements Target {
   }
 
   async apply(spec: WorkloadSpec, onProgress?: (message: string) => void): Promise<WorkloadStatus> {
-    const parsed = workloadSpecSchema.safeParse(spec);
-    if (!parsed.success) {
-      throw invalidInput(`workload spec: ${parsed.error.issues.map(describeIssue).join('; ')}`);
-    }
+    const parsed = parseWorkloadSpec(spec);
     await this.recover();
-    return this.exclusive(spec.key, () => this.applySpec(parsed.data, onProgress ?? (() => {})));
+    return this.queue.run(spec.key, () => this.applySpec(parsed, onProgress ?? (() => {})));
   }
 
   async status(key: string, options: { verify?: boolean } = {}): Promise<WorkloadStatus> {
@@ -134,7 +134,7 @@ export class LocalTarget implements Target {
 
   async repair(key: string): Promise<void> {
     await this.recover();
-    await this.exclusive(key, () => this.repairWorkload(key));
+    await this.queue.run(key, () => this.repairWorkload(key));
   }
 
   async promote(key: string): Promise<void> {
@@ -149,7 +149,7 @@ export class LocalTarget implements Target {
     await this.recover();
     // A rollout waiting for its promotion would hold the queue for good.
     this.workloads.get(key)?.rollout?.controller.abort('the workload is being deleted');
-    await this.exclusive(key, async () => {
+    await this.queue.run(key, async () => {
       const workload = this.workloads.get(key);
       if (!workload) return;
       await workload.proxy?.close();
@@ -167,22 +167,10 @@ export class LocalTarget implements Target {
   async logs(key: string, options: { tailLines?: number } = {}): Promise<string> {
     const workload = this.workloads.get(key);
     if (!workload) return '';
-    const order: Record<InstanceRole, number> = { active: 0, candidate: 1, retiring: 2 };
-    const instances = [...workload.instances].sort(
-      (a, b) => order[a.record.role] - order[b.record.role],
-    );
-    const blocks = await Promise.all(
-      instances.map(async (instance) => {
-        const lines = await tailLines(
-          this.logFile(workload, instance.id),
-          options.tailLines ?? 100,
-        );
-        const { pid, image } = instance.record;
-        const header = `==> ${instance.id} (${instance.state}, pid ${pid}, ${image.reference}) <==`;
-        return [header, ...lines].join('\n');
-      }),
-    );
-    return blocks.join('\n\n') + (blocks.length > 0 ? '\n' : '');
+    return instanceLogBlocks(workload.instances, async (instance) => {
+      const lines = await tailLines(this.logFile(workload, instance.id), options.tailLines ?? 100);
+      return { runsAs: `pid ${instance.record.pid}`, lines };
+    });
   }
 
   /**
@@ -206,11 +194,11 @@ export class LocalTarget implements Target {
     // on changes nothing there, so the next server sees their candidates and stops them.
     const last = this.snapshot();
     this.closed = true;
+    this.saves.close();
     for (const workload of this.workloads.values()) {
       workload.rollout?.controller.abort('the server is shutting down');
     }
-    this.saving = this.saving.catch(() => {}).then(() => writeStateFile(this.stateFile, last));
-    await this.saving;
+    await this.saves.writeLast(() => writeStateFile(this.stateFile, last));
     await Promise.all(
       [...this.workloads.values()].map(async (workload) => {
         await workload.proxy?.close();
@@ -467,7 +455,7 @@ export class LocalTarget implements Target {
     if (existing) return existing;
     const record: WorkloadRecord = {
       key,
-      dirName: dirNameOf(key),
+      dirName: safeWorkloadName(key),
       proxyPort: 0,
       desired: null,
       serving: null,
@@ -476,16 +464,10 @@ export class LocalTarget implements Target {
       rollout: null,
     };
     const workload = newWorkload(record);
-    // A port found free can be taken before the proxy binds it: then try the next one.
-    for (let attempt = 1; ; attempt++) {
-      record.proxyPort = await this.ports.allocate();
-      try {
-        workload.proxy = await this.openProxy(workload);
-        break;
-      } catch (error) {
-        if (attempt >= 5) throw error;
-      }
-    }
+    workload.proxy = await listenOnFreePort(this.ports, (port) => {
+      record.proxyPort = port;
+      return this.openProxy(workload);
+    });
     this.workloads.set(key, workload);
     await this.persist();
     return workload;
@@ -682,35 +664,12 @@ export class LocalTarget implements Target {
   }
 
   private describe(workload: Workload): WorkloadStatus {
-    const fallbackUrl = `http://${this.host}:${workload.record.proxyPort}`;
-    return describeWorkload(workload, fallbackUrl, driftOf(workload, this.roots));
-  }
-
-  /** Runs `task` after every earlier apply or delete of the same key has finished. */
-  private exclusive<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.queues.get(key) ?? Promise.resolve();
-    const result = previous.then(task, task);
-    const tail = result.catch(() => {});
-    this.queues.set(key, tail);
-    void tail.then(() => {
-      if (this.queues.get(key) === tail) this.queues.delete(key);
-    });
-    return result;
+    return describeWorkload(workload, this.host, driftOf(workload, this.roots));
   }
 
   /** Saves the state file; saves asked for while one runs are folded into the next. */
   private persist(): Promise<void> {
-    if (this.closed) return this.saving;
-    if (!this.savePending) {
-      this.savePending = true;
-      this.saving = this.saving
-        .catch(() => {})
-        .then(() => {
-          this.savePending = false;
-          return writeStateFile(this.stateFile, this.snapshot());
-        });
-    }
-    return this.saving;
+    return this.saves.save();
   }
 
   private snapshot(): LocalState {
@@ -737,15 +696,4 @@ export class LocalTarget implements Target {
 }
 
 /** Readable and unique: `team-a/hello/dev` -> `team-a_hello_dev-1a2b3c4d`. */
-export function dirNameOf(key: string): string {
-  const readable = key.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80);
-  return `${readable}-${createHash('sha256').update(key).digest('hex').slice(0, 8)}`;
-}
-
-function describeIssue(issue: { path: PropertyKey[]; message: string }): string {
-  return `${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`;
-}
-
-function rolloutFailed(key: string, message: string): ValveError {
-  return new ValveError('DEPLOY_ROLLOUT_FAILED', message, { workload: key });
-}
+export const dirNameOf = safeWorkloadName;

@@ -1,10 +1,13 @@
 import { unfinishedRolloutPhases, type RolloutController } from '../rollout.js';
-import type { HealthState, WorkloadSpec, WorkloadStatus } from '../target.js';
+import { describeWorkloadStatus, missingStatus, sameSpec } from '../shared/workload-status.js';
+import type { WorkloadStatus } from '../target.js';
 import type { Instance } from './instance.js';
 import type { LaunchPlan } from './launch.js';
 import type { WorkloadProxy } from './proxy.js';
 import type { LocalRolloutBackends } from './rollout-backends.js';
 import type { WorkloadRecord } from './state-file.js';
+
+export { missingStatus, sameSpec };
 
 /** One workload as the local target holds it in memory. */
 export interface Workload {
@@ -58,54 +61,12 @@ export function routeWorkload(workload: Workload): void {
 /** The status of a workload, given its drift. */
 export function describeWorkload(
   workload: Workload,
-  fallbackUrl: string,
+  host: string,
   drift: string[],
 ): WorkloadStatus {
-  const { record } = workload;
-  const serving = record.serving;
-  const desired = record.desired ?? serving;
-  const active = workload.instances.filter((instance) => instance.record.role === 'active');
-  const ready = active.filter(
-    (instance) => instance.ready && instance.record.image.digest === serving?.image.digest,
-  );
-  let health: HealthState;
-  if (workload.progressing) health = 'progressing';
-  else if (!serving) health = 'missing';
-  else if (desired && sameSpec(desired, serving) && ready.length >= serving.replicas)
-    health = 'healthy';
-  else health = 'degraded';
-  const problems = active
-    .filter((instance) => !instance.ready && instance.problem)
-    .map((instance) => `${instance.id}: ${instance.problem}`);
-  const status: WorkloadStatus = {
-    key: record.key,
-    health,
-    url: workload.proxy?.url ?? fallbackUrl,
-    image: serving?.image.digest ?? null,
-    imageReference: serving?.image.reference ?? null,
-    desiredReplicas: desired?.replicas ?? 0,
-    readyReplicas: ready.length,
-    instances: workload.instances.map((instance) => instance.status()),
-    message: [record.message, ...problems].filter(Boolean).join('; ') || null,
-    drift,
-  };
-  if (record.rollout) status.rollout = { ...record.rollout };
+  const status = describeWorkloadStatus(workload, host, drift);
+  if (workload.record.rollout) status.rollout = { ...workload.record.rollout };
   return status;
-}
-
-export function missingStatus(key: string): WorkloadStatus {
-  return {
-    key,
-    health: 'missing',
-    url: null,
-    image: null,
-    imageReference: null,
-    desiredReplicas: 0,
-    readyReplicas: 0,
-    instances: [],
-    message: null,
-    drift: [],
-  };
 }
 
 /**
@@ -132,17 +93,4 @@ export function settleRollout(record: WorkloadRecord): void {
     updatedAt: new Date().toISOString(),
   };
   if (!promoted) record.message = message;
-}
-
-/** Same spec, whatever the order of keys (env maps are built in any order). */
-export function sameSpec(a: WorkloadSpec, b: WorkloadSpec): boolean {
-  return canonical(a) === canonical(b);
-}
-
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_key, inner: unknown) =>
-    inner && typeof inner === 'object' && !Array.isArray(inner)
-      ? Object.fromEntries(Object.entries(inner).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)))
-      : inner,
-  );
 }

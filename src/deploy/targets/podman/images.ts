@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ValveError } from '../../../errors.js';
 import { hostPlatform } from '../../../registry/index.js';
 import { pickPlatform } from '../local/image-cache.js';
+import { imageInvalid, imageUnavailable } from '../shared/image-errors.js';
 import type { ImageSource, TargetLogger, WorkloadImage } from '../target.js';
 import type { PodmanCli } from './cli.js';
 
@@ -149,12 +150,12 @@ export class PodmanImages {
         name,
       ]);
       if (result.code !== 0) {
-        throw unavailable(image, `podman pull ${name} failed: ${firstError(result.stderr)}`);
+        throw imageUnavailable(image, `podman pull ${name} failed: ${firstError(result.stderr)}`);
       }
       // Pulled through an index, podman may know the image by its platform manifest only.
       if (await this.exists(name)) return name;
       const id = result.stdout.trim().split('\n').at(-1);
-      if (!id) throw unavailable(image, `podman pull ${name} printed no image id`);
+      if (!id) throw imageUnavailable(image, `podman pull ${name} printed no image id`);
       return id;
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -170,7 +171,7 @@ export class PodmanImages {
     try {
       const { digest, body } = await platformManifest(source, image);
       const manifest = manifestSchema.parse(JSON.parse(body.toString('utf8')));
-      if (!manifest.config) throw invalid(image, `manifest ${digest} has no config`);
+      if (!manifest.config) throw imageInvalid(image, `manifest ${digest} has no config`);
       const blobs = [manifest.config, ...(manifest.layers ?? [])];
       const files = new Map<string, string>();
       await writeFile(join(dir, 'manifest'), body);
@@ -194,9 +195,9 @@ export class PodmanImages {
       });
       const result = await cli.run(['load', '--quiet', '--input', archive]);
       if (result.code !== 0)
-        throw invalid(image, `podman load failed: ${firstError(result.stderr)}`);
+        throw imageInvalid(image, `podman load failed: ${firstError(result.stderr)}`);
       if (!(await this.exists(name)))
-        throw invalid(image, `podman load did not name the image ${name}`);
+        throw imageInvalid(image, `podman load did not name the image ${name}`);
       return name;
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -222,10 +223,10 @@ async function platformManifest(
   let digest = image.digest;
   for (let depth = 0; depth < 3; depth++) {
     const stored = await source.getManifest(image.repo, digest);
-    if (!stored) throw unavailable(image, `manifest ${digest} is not in ${image.repo}`);
+    if (!stored) throw imageUnavailable(image, `manifest ${digest} is not in ${image.repo}`);
     verifyDigest(image, digest, stored.body);
     const parsed = manifestSchema.safeParse(JSON.parse(stored.body.toString('utf8')));
-    if (!parsed.success) throw invalid(image, `manifest ${digest} is not an OCI manifest`);
+    if (!parsed.success) throw imageInvalid(image, `manifest ${digest} is not an OCI manifest`);
     const mediaType = parsed.data.mediaType ?? stored.mediaType;
     const isIndex =
       indexMediaTypes.has(mediaType) ||
@@ -233,7 +234,7 @@ async function platformManifest(
     if (!isIndex) return { digest, body: stored.body };
     digest = pickPlatform(parsed.data.manifests ?? [], hostPlatform(), image).digest;
   }
-  throw invalid(image, 'image indexes nest too deep');
+  throw imageInvalid(image, 'image indexes nest too deep');
 }
 
 /** Streams one blob to `file`, checking its digest on the way. */
@@ -245,9 +246,9 @@ async function copyBlob(
 ): Promise<void> {
   const [algorithm, expected] = digest.split(':');
   if ((algorithm !== 'sha256' && algorithm !== 'sha512') || !expected)
-    throw invalid(image, `unsupported digest ${digest}`);
+    throw imageInvalid(image, `unsupported digest ${digest}`);
   const stream = await source.openBlob(digest);
-  if (!stream) throw unavailable(image, `blob ${digest} is missing`);
+  if (!stream) throw imageUnavailable(image, `blob ${digest} is missing`);
   const hash = createHash(algorithm);
   const hashing = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -257,7 +258,7 @@ async function copyBlob(
   });
   await pipeline(stream, hashing, createWriteStream(file, { mode: 0o600 }));
   if (hash.digest('hex') !== expected)
-    throw invalid(image, `content of ${digest} does not match its digest`);
+    throw imageInvalid(image, `content of ${digest} does not match its digest`);
 }
 
 /** An OCI image layout as a tar, which `podman load` takes and names by the ref annotation. */
@@ -291,9 +292,9 @@ async function writeOciArchive(
 function verifyDigest(image: WorkloadImage, digest: string, body: Buffer): void {
   const [algorithm, expected] = digest.split(':');
   if ((algorithm !== 'sha256' && algorithm !== 'sha512') || !expected)
-    throw invalid(image, `unsupported digest ${digest}`);
+    throw imageInvalid(image, `unsupported digest ${digest}`);
   if (createHash(algorithm).update(body).digest('hex') !== expected)
-    throw invalid(image, `content of ${digest} does not match its digest`);
+    throw imageInvalid(image, `content of ${digest} does not match its digest`);
 }
 
 /** The error line of podman's stderr (c/image puts the cause last). */
@@ -303,16 +304,4 @@ function firstError(stderr: string): string {
     .map((line) => line.trim())
     .filter((line) => line && !/level=(warning|info|debug)/.test(line));
   return lines.at(-1) ?? 'no error message';
-}
-
-function unavailable(image: WorkloadImage, why: string): ValveError {
-  return new ValveError('DEPLOY_IMAGE_UNAVAILABLE', `image ${image.reference}: ${why}`, {
-    image: image.reference,
-  });
-}
-
-function invalid(image: WorkloadImage, why: string): ValveError {
-  return new ValveError('INPUT_INVALID', `image ${image.reference}: ${why}`, {
-    image: image.reference,
-  });
 }

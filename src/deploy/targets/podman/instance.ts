@@ -1,5 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { probeOnce, type ProbeSettings } from '../local/readiness.js';
+import { CrashBackoff, restartBackoff, type RestartBackoff } from '../shared/restart-backoff.js';
 import type { InstanceState, InstanceStatus, TargetLogger } from '../target.js';
 import { PodmanError, type PodmanCli } from './cli.js';
 import {
@@ -39,20 +40,7 @@ export interface PodmanInstanceOptions {
   backoff?: RestartBackoff;
 }
 
-export interface RestartBackoff {
-  /** Wait before the first restart; doubled for each crash in a row. */
-  firstMs: number;
-  maxMs: number;
-  /** Ready this long, the next crash counts as the first again. */
-  resetAfterReadyMs: number;
-}
-
-/** As the local target: 1 s doubling to 30 s, reset after a minute of being ready. */
-export const restartBackoff: RestartBackoff = {
-  firstMs: 1000,
-  maxMs: 30_000,
-  resetAfterReadyMs: 60_000,
-};
+export { restartBackoff, type RestartBackoff };
 /** podman's states on the way out: the next listing says how it ended. */
 const leavingStates = new Set(['stopping', 'removing']);
 /** How often a starting container is probed until it first passes. */
@@ -77,7 +65,7 @@ export class PodmanInstance {
   /** Bumped for each container start and on stop/detach, so older callbacks do nothing. */
   private generation = 0;
   private timer: NodeJS.Timeout | undefined;
-  private crashes = 0;
+  private readonly backoff: CrashBackoff;
   private readySince: number | null = null;
   private probeFailures = 0;
   private detached = false;
@@ -96,7 +84,9 @@ export class PodmanInstance {
   constructor(
     readonly record: InstanceRecord,
     private readonly options: PodmanInstanceOptions,
-  ) {}
+  ) {
+    this.backoff = new CrashBackoff(options.backoff ?? restartBackoff);
+  }
 
   get id(): string {
     return this.record.id;
@@ -389,11 +379,7 @@ export class PodmanInstance {
     this.generation++;
     this.record.pid = 0;
     if (drift) this.drift = drift;
-    const backoff = this.options.backoff ?? restartBackoff;
-    const ranFor = this.readySince === null ? 0 : Date.now() - this.readySince;
-    if (ranFor >= backoff.resetAfterReadyMs) this.crashes = 0;
-    const wait = Math.min(backoff.firstMs * 2 ** this.crashes, backoff.maxMs);
-    this.crashes++;
+    const wait = this.backoff.next(this.readySince);
     this.readySince = null;
     this.downReason = reason;
     this.problem = `${reason}; restarting in ${wait / 1000} s`;

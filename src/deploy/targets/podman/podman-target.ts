@@ -6,9 +6,13 @@ import { newId } from '../../../ids.js';
 import { PortAllocator } from '../local/ports.js';
 import { WorkloadProxy } from '../local/proxy.js';
 import { probeSettings } from '../local/readiness.js';
+import { instanceLogBlocks } from '../shared/instance-logs.js';
+import { KeyedQueue } from '../shared/keyed-queue.js';
+import { listenOnFreePort } from '../shared/proxy-port.js';
+import { StateSaves } from '../shared/state-file-io.js';
+import { parseWorkloadSpec, rolloutFailed } from '../shared/target-errors.js';
 import {
   silentLogger,
-  workloadSpecSchema,
   type ImageSource,
   type Target,
   type TargetCapabilities,
@@ -97,10 +101,17 @@ export class PodmanTarget implements Target {
   private readonly watchIntervalMs: number;
   private readonly restartBackoff: RestartBackoff | undefined;
   private readonly workloads = new Map<string, Workload>();
-  /** Per workload key: the tail of the queue of applies, repairs and deletes, which never overlap. */
-  private readonly queues = new Map<string, Promise<unknown>>();
-  private saving: Promise<void> = Promise.resolve();
-  private savePending = false;
+  /** Per workload key: applies, repairs and deletes, which never overlap. */
+  private readonly queue = new KeyedQueue();
+  private readonly saves = new StateSaves(() =>
+    writeStateFile(this.stateFile, {
+      version: 1,
+      workloads: [...this.workloads.values()].map((workload) => ({
+        ...workload.record,
+        instances: workload.instances.map((instance) => ({ ...instance.record })),
+      })),
+    }),
+  );
   private closed = false;
   private recovery: Promise<void> | null = null;
   /** Strays are removed only once recovery has adopted what it could. */
@@ -134,20 +145,17 @@ export class PodmanTarget implements Target {
   }
 
   async apply(spec: WorkloadSpec, onProgress?: (message: string) => void): Promise<WorkloadStatus> {
-    const parsed = workloadSpecSchema.safeParse(spec);
-    if (!parsed.success) {
-      throw invalidInput(`workload spec: ${parsed.error.issues.map(describeIssue).join('; ')}`);
-    }
+    const parsed = parseWorkloadSpec(spec);
     // podman takes env as NAME=value lines: a name with `=` or a line break cannot pass.
-    const badName = Object.keys(parsed.data.env).find((name) => !/^[^=\r\n\0]+$/.test(name));
+    const badName = Object.keys(parsed.env).find((name) => !/^[^=\r\n\0]+$/.test(name));
     if (badName !== undefined)
       throw invalidInput(`workload spec: env name ${JSON.stringify(badName)} is not valid`);
-    const strategy = parsed.data.rollout?.strategy ?? 'rolling';
+    const strategy = parsed.rollout?.strategy ?? 'rolling';
     if (strategy !== 'rolling') {
       throw invalidInput(`the podman target cannot do ${strategy} rollouts yet; use rolling`);
     }
     await this.recover();
-    return this.exclusive(spec.key, () => this.rollout(parsed.data, onProgress ?? (() => {})));
+    return this.queue.run(spec.key, () => this.rollout(parsed, onProgress ?? (() => {})));
   }
 
   async status(key: string, options: { verify?: boolean } = {}): Promise<WorkloadStatus> {
@@ -159,7 +167,7 @@ export class PodmanTarget implements Target {
   /** Restarts now what waits for its restart backoff, and removes stray containers. */
   async repair(key: string): Promise<void> {
     await this.recover();
-    await this.exclusive(key, async () => {
+    await this.queue.run(key, async () => {
       const workload = this.workloads.get(key);
       if (!workload) return;
       await this.refresh();
@@ -171,7 +179,7 @@ export class PodmanTarget implements Target {
 
   async delete(key: string): Promise<void> {
     await this.recover();
-    await this.exclusive(key, async () => {
+    await this.queue.run(key, async () => {
       const workload = this.workloads.get(key);
       if (!workload) return;
       await workload.proxy?.close();
@@ -197,19 +205,10 @@ export class PodmanTarget implements Target {
   async logs(key: string, options: { tailLines?: number } = {}): Promise<string> {
     const workload = this.workloads.get(key);
     if (!workload) return '';
-    const order: Record<InstanceRole, number> = { active: 0, candidate: 1, retiring: 2 };
-    const instances = [...workload.instances].sort(
-      (a, b) => order[a.record.role] - order[b.record.role],
-    );
-    const blocks = await Promise.all(
-      instances.map(async (instance) => {
-        const lines = await instance.output(options.tailLines ?? 100);
-        const { container, image } = instance.record;
-        const header = `==> ${instance.id} (${instance.state}, container ${container?.slice(0, 12) ?? 'none'}, ${image.reference}) <==`;
-        return [header, ...lines].join('\n');
-      }),
-    );
-    return blocks.join('\n\n') + (blocks.length > 0 ? '\n' : '');
+    return instanceLogBlocks(workload.instances, async (instance) => {
+      const lines = await instance.output(options.tailLines ?? 100);
+      return { runsAs: `container ${instance.record.container?.slice(0, 12) ?? 'none'}`, lines };
+    });
   }
 
   /**
@@ -234,6 +233,7 @@ export class PodmanTarget implements Target {
     // next server sees their candidates and removes them.
     await this.persist();
     this.closed = true;
+    this.saves.close();
     clearTimeout(this.watchTimer);
     await this.listings;
     await Promise.all(
@@ -345,16 +345,10 @@ export class PodmanTarget implements Target {
       progressing: false,
       strays: [],
     };
-    // A port found free can be taken before the proxy binds it: then try the next one.
-    for (let attempt = 1; ; attempt++) {
-      record.proxyPort = await this.ports.allocate();
-      try {
-        workload.proxy = await this.openProxy(workload);
-        break;
-      } catch (error) {
-        if (attempt >= 5) throw error;
-      }
-    }
+    workload.proxy = await listenOnFreePort(this.ports, (port) => {
+      record.proxyPort = port;
+      return this.openProxy(workload);
+    });
     this.workloads.set(key, workload);
     await this.persist();
     this.startWatching();
@@ -601,48 +595,12 @@ export class PodmanTarget implements Target {
     return describeWorkload(workload, this.host, this.listError);
   }
 
-  /** Runs `task` after every earlier apply, repair or delete of the same key has finished. */
-  private exclusive<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.queues.get(key) ?? Promise.resolve();
-    const result = previous.then(task, task);
-    const tail = result.catch(() => {});
-    this.queues.set(key, tail);
-    void tail.then(() => {
-      if (this.queues.get(key) === tail) this.queues.delete(key);
-    });
-    return result;
-  }
-
   /** Saves the state file; saves asked for while one runs are folded into the next. */
   private persist(): Promise<void> {
-    if (this.closed) return this.saving;
-    if (!this.savePending) {
-      this.savePending = true;
-      this.saving = this.saving
-        .catch(() => {})
-        .then(() => {
-          this.savePending = false;
-          return writeStateFile(this.stateFile, {
-            version: 1,
-            workloads: [...this.workloads.values()].map((workload) => ({
-              ...workload.record,
-              instances: workload.instances.map((instance) => ({ ...instance.record })),
-            })),
-          });
-        });
-    }
-    return this.saving;
+    return this.saves.save();
   }
 
   private assertOpen(): void {
     if (this.closed) throw new ValveError('INTERNAL', 'the podman target is closed');
   }
-}
-
-function describeIssue(issue: { path: PropertyKey[]; message: string }): string {
-  return `${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`;
-}
-
-function rolloutFailed(key: string, message: string): ValveError {
-  return new ValveError('DEPLOY_ROLLOUT_FAILED', message, { workload: key });
 }

@@ -1,8 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { z } from 'zod';
 import { workloadSpecSchema } from '../target.js';
+import { readJsonStateFile, writeJsonStateFile } from '../shared/state-file-io.js';
 
 /**
  * The podman target's memory across server restarts: which workloads exist, the stable proxy
@@ -53,42 +51,9 @@ export const podmanStateSchema = z.object({
 export type PodmanState = z.infer<typeof podmanStateSchema>;
 
 export async function readStateFile(file: string): Promise<PodmanState | null> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
-  const parsed = podmanStateSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) {
-    throw new Error(`${file}: not a valid podman target state file: ${parsed.error.message}`);
-  }
-  return parsed.data;
+  return readJsonStateFile(file, podmanStateSchema, 'podman target state file');
 }
 
-/** Temp file, fsync, rename, fsync the directory: a crash leaves the old or the new file. */
 export async function writeStateFile(file: string, state: PodmanState): Promise<void> {
-  const dir = dirname(file);
-  await mkdir(dir, { recursive: true });
-  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    const handle = await open(temp, 'w', 0o600);
-    try {
-      await handle.writeFile(JSON.stringify(state, null, 2) + '\n');
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, file);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
-  const dirHandle = await open(dir, 'r');
-  try {
-    await dirHandle.sync();
-  } finally {
-    await dirHandle.close();
-  }
+  await writeJsonStateFile(file, state, { mode: 0o600 });
 }

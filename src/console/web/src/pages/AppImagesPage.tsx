@@ -7,7 +7,13 @@ import { api, type ImageTag, type Me } from '../api.js';
 import { DigestCopy } from '../components/DigestCopy.js';
 import { ErrorNote } from '../components/ErrorNote.js';
 import { PushedBy } from '../components/PushedBy.js';
-import { formatBytes, formatRelative, formatTimestamp, platformLabel } from '../format.js';
+import {
+  formatBytes,
+  formatImageCreated,
+  formatRelative,
+  formatTimestamp,
+  platformLabel,
+} from '../format.js';
 import { useNow, usePoll } from '../polling.js';
 import { Link } from '../router.js';
 
@@ -119,7 +125,11 @@ export function AppImagesPage({ team, name, me }: { team: string; name: string; 
                   </td>
                   <td>{tag.platforms.map(platformLabel).join(', ') || '—'}</td>
                   <td title={formatTimestamp(tag.created)}>
-                    {tag.created ? formatTimestamp(tag.created) : <span className="muted">—</span>}
+                    {tag.created ? (
+                      formatImageCreated(tag.created)
+                    ) : (
+                      <span className="muted">—</span>
+                    )}
                   </td>
                   <td>
                     <PushedBy

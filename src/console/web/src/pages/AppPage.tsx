@@ -1,12 +1,13 @@
 /**
  * One app: where its code and deploy history live, the status of its default branch, its
- * environments, its runs (filtered from the URL) with a way to start a workflow by hand, and
+ * environments (each opening its own page: diff, history, promote, roll back), its runs (filtered from the URL) with a way to start a workflow by hand, and
  * its secrets and external repository.
  */
 import { useState } from 'react';
 import { api } from '../api.js';
 import { CommitStatusBadge } from '../components/CommitStatusBadge.js';
 import { CopyableCode } from '../components/CopyableCode.js';
+import { appBusy, useLivePoll, useRunOfCommit } from '../components/deployView.js';
 import { DispatchForm } from '../components/DispatchForm.js';
 import { EnvironmentCard } from '../components/EnvironmentCard.js';
 import { ErrorNote } from '../components/ErrorNote.js';
@@ -25,11 +26,20 @@ export function AppPage({ team, name }: { team: string; name: string }) {
   const key = `${team}/${name}`;
   // The app filter makes no sense on one app's page.
   const { app: _app, ...filters } = runFiltersFrom(useQuery());
-  const app = usePoll(key, () => api.app(team, name));
+  const now = useNow();
+  // Every 2 s while a run or an environment is under way, else every 10 s.
+  const [busy, setBusy] = useState(true);
+  const app = useLivePoll(key, () => api.app(team, name), busy);
+  const appIsBusy = app.data ? appBusy(app.data, now) : true;
+  if (appIsBusy !== busy) setBusy(appIsBusy);
+  const runOf = useRunOfCommit(
+    team,
+    name,
+    (app.data?.environments ?? []).map((env) => env.sourceCommit),
+  );
   const runs = usePoll(`${key}/runs?${filtersKey(filters)}`, () =>
     api.runs(team, name, RECENT_RUNS, filters),
   );
-  const now = useNow();
   const [dispatchOpen, setDispatchOpen] = useState(false);
 
   if (!app.data) {
@@ -80,7 +90,14 @@ export function AppPage({ team, name }: { team: string; name: string }) {
       )}
       <div className="env-grid">
         {app.data.environments.map((env) => (
-          <EnvironmentCard key={env.name} env={env} now={now} />
+          <EnvironmentCard
+            key={env.name}
+            env={env}
+            team={team}
+            app={name}
+            now={now}
+            runOf={runOf}
+          />
         ))}
       </div>
 

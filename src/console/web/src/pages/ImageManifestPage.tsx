@@ -12,6 +12,7 @@ import { PushedBy } from '../components/PushedBy.js';
 import {
   formatBytes,
   formatRelative,
+  formatImageCreated,
   formatTimestamp,
   platformLabel,
   shortDigest,
@@ -89,7 +90,7 @@ export function ImageManifestPage({
               </dd>
               <dt>Created</dt>
               <dd>
-                {data.created ? formatTimestamp(data.created) : <span className="muted">—</span>}
+                {data.created ? formatImageCreated(data.created) : <span className="muted">—</span>}
               </dd>
               <dt>Pushed</dt>
               <dd title={formatTimestamp(data.pushed?.at ?? null)}>
