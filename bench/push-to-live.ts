@@ -21,21 +21,7 @@ import {
   waitFor,
   waitForRun,
 } from '../test/e2e/harness.js';
-
-interface Step {
-  name: string;
-  kind: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
-interface Run {
-  number: number;
-  status: string;
-  startedAt: string;
-  finishedAt: string;
-  createdAt: string;
-  jobs: { steps: Step[] }[];
-}
+import type { Run } from './lib/push-measure.js';
 
 const iterations = Number(process.argv[2] ?? 5);
 const seconds = (ms: number) => (ms / 1000).toFixed(2);

@@ -16,13 +16,13 @@ import {
   type Valve,
 } from '../../test/e2e/harness.js';
 
-interface Step {
+export interface Step {
   name: string;
   kind: string;
   startedAt: string | null;
   finishedAt: string | null;
 }
-interface Run {
+export interface Run {
   number: number;
   status: string;
   startedAt: string;
