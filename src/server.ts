@@ -23,6 +23,7 @@ import {
   deployMigrations,
   deployRoutes,
   deploySettingsFromEnv,
+  registryPullDrivers,
 } from './deploy/index.js';
 import { LocalTarget } from './deploy/targets/local/index.js';
 import { ValveError } from './errors.js';
@@ -99,6 +100,7 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
   });
   let registryHost = `${config.host}:${config.port}`;
   const cipher = SecretCipher.load(config.dataDir);
+  const registryTokens = RegistryTokens.load(config.dataDir);
   const deploy = new DeployService({
     db: store.db,
     git,
@@ -112,6 +114,16 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
     dataDir: config.dataDir,
     // Registered podman targets publish from here up; the local target uses appPortBase up.
     portBase: config.appPortBase + 1000,
+    // They pull from this registry with a token per repository, minted here.
+    drivers: registryPullDrivers({
+      host: () => registryHost,
+      pullToken: async (repo, { team, name }) =>
+        (
+          await registryTokens.issue(`deploy-target:${team}/${name}`, [
+            { type: 'repository', name: repo, actions: ['pull'] },
+          ])
+        ).token,
+    }),
     log,
     ...deploySettingsFromEnv(process.env),
   });
@@ -266,7 +278,6 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
       return apps.authorizeImage(principal, repo, action);
     },
   };
-  const registryTokens = RegistryTokens.load(config.dataDir);
   await server.register(
     registryTokenRoutes({
       tokens: registryTokens,

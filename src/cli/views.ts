@@ -8,6 +8,10 @@ export interface EnvironmentView {
   deployedAt: string | null;
   message: string | null;
   instances: { id: string; pid: number; port: number; healthy: boolean }[];
+  /** Changes to it wait for a member of this team; null: none. */
+  approval: { team: string; timeoutMinutes: number } | null;
+  /** The change into it that waits for the approving team. */
+  pendingApproval: DeployApprovalView | null;
 }
 export interface StepView {
   index: number;
@@ -87,6 +91,13 @@ export interface AppView {
   image: string;
   environments: EnvironmentView[];
   lastRun: RunView | null;
+}
+
+/** The APPROVAL column: the team that approves changes to the environment, and whether one waits. */
+export function approvalLabel(env: Pick<EnvironmentView, 'approval' | 'pendingApproval'>): string {
+  const team = env.pendingApproval?.team ?? env.approval?.team;
+  if (!team) return '';
+  return env.pendingApproval ? `${team} (pending)` : team;
 }
 
 export const shortDigest = (image: string | null) =>

@@ -8,7 +8,12 @@ export {
   type SyncView,
 } from './service.js';
 export { deployRoutes } from './routes.js';
-export { TargetRegistry, type TargetView, type SecretSealer } from './targets-registry.js';
+export {
+  TargetRegistry,
+  registryPullDrivers,
+  type TargetView,
+  type SecretSealer,
+} from './targets-registry.js';
 export type { ApprovalView, ChangeResult, DeployRecord } from './promotion.js';
 export type { SyncPolicy, SyncStatus } from './reconciler.js';
 export type { DiffItem } from './diff.js';

@@ -13,11 +13,13 @@ import type { Kysely } from 'kysely';
 import { ValveError, notFound } from '../errors.js';
 import { FileValidationError } from '../formats/yaml.js';
 import {
-  listFilesAt,
   logCommits,
-  readFileAt,
+  openObjectReader,
+  readBranchHead,
   type CommitInfo,
   type GitService,
+  type ObjectReader,
+  type TreeFile,
 } from '../git/index.js';
 import { newId } from '../ids.js';
 import { now } from '../store/index.js';
@@ -152,6 +154,137 @@ export interface PromotionOptions {
   sourceRepoPath?: (team: string, app: string) => string;
 }
 
+/**
+ * The reads of one change: each repository through one `git cat-file --batch`, opened on first
+ * use, and the deploy repo at one head. (A git process per file read made a promotion spawn
+ * about 20 of them, tens of milliseconds each on a busy machine.)
+ */
+class ChangeReads {
+  private deployReader: ObjectReader | undefined;
+  private sourceReader: ObjectReader | undefined;
+  private headRead: Promise<string | null> | undefined;
+  private mainSpecRead: Promise<Buffer | null> | undefined;
+
+  constructor(
+    readonly deployGitDir: string,
+    private readonly sourceGitDir: string,
+  ) {}
+
+  get deploy(): ObjectReader {
+    return (this.deployReader ??= openObjectReader(this.deployGitDir));
+  }
+
+  private get source(): ObjectReader {
+    return (this.sourceReader ??= openObjectReader(this.sourceGitDir));
+  }
+
+  /** The deploy repo's `main` (null: no commit yet), read once until `forgetHead`. */
+  head(): Promise<string | null> {
+    return (this.headRead ??= readBranchHead(this.deployGitDir, 'main'));
+  }
+
+  /** `main` moved: the next `head()` reads it again. */
+  forgetHead(): void {
+    this.headRead = undefined;
+  }
+
+  /** valve.yaml on the source repo's main branch, read once; asked early, it is read beside the rest. */
+  specAtMain(): Promise<Buffer | null> {
+    if (!this.mainSpecRead) {
+      this.mainSpecRead = this.source.readFile('refs/heads/main', APP_SPEC_FILE);
+      // Read ahead: a failure is the caller's when it awaits the read, not an unhandled one.
+      this.mainSpecRead.catch(() => undefined);
+    }
+    return this.mainSpecRead;
+  }
+
+  specAt(commit: string): Promise<Buffer | null> {
+    return this.source.readFile(commit, APP_SPEC_FILE);
+  }
+
+  /** The contents of files of the deploy repo, in their order. */
+  contents(files: [string, TreeFile][]): Promise<{ path: string; content: Buffer }[]> {
+    return Promise.all(
+      files.map(async ([path, file]) => {
+        const blob = await this.deploy.read(file.oid);
+        if (!blob)
+          throw new ValveError('GIT_FAILED', `deploy repo: ${path} (${file.oid}) is missing`);
+        return { path, content: blob.content };
+      }),
+    );
+  }
+
+  close(): void {
+    this.deployReader?.close();
+    this.sourceReader?.close();
+  }
+}
+
+/** valve.yaml's content as an app spec; null for none. */
+function parseSourceSpec(content: Buffer | null): AppSpec | null {
+  if (!content) return null;
+  try {
+    return parseAppSpec(content.toString(), APP_SPEC_FILE);
+  } catch (error) {
+    if (error instanceof FileValidationError)
+      throw new ValveError('DEPLOY_SPEC_INVALID', error.message);
+    throw error;
+  }
+}
+
+type FileChanges = Record<string, { content: string | Buffer | null; executable?: boolean }>;
+
+/**
+ * The rendered files that differ from the folder at `head`, and the deletion of a file the
+ * renderer wrote last time but not now (e.g. hpa.yaml); empty when the folder holds them.
+ */
+async function renderedChanges(
+  reads: ChangeReads,
+  head: string | null,
+  dir: string,
+  rendered: Record<string, string>,
+): Promise<FileChanges> {
+  const present = head ? await reads.deploy.listFiles(head, dir) : new Map<string, TreeFile>();
+  const same = [...present].filter(([path]) => Object.hasOwn(rendered, path.slice(dir.length + 1)));
+  const current = new Map(
+    (await reads.contents(same)).map(({ path, content }) => [path, content] as const),
+  );
+  const changes: FileChanges = {};
+  for (const [name, content] of Object.entries(rendered)) {
+    const path = `${dir}/${name}`;
+    if (!current.get(path)?.equals(Buffer.from(content))) changes[path] = { content };
+  }
+  for (const path of present.keys()) {
+    const name = path.slice(dir.length + 1);
+    if ((RENDERED_FILES as readonly string[]).includes(name) && !(name in rendered))
+      changes[path] = { content: null };
+  }
+  return changes;
+}
+
+/** What makes the folder at `head` what it was at `commit`: files deleted, files written back. */
+async function rollbackChanges(
+  reads: ChangeReads,
+  head: string | null,
+  dir: string,
+  commit: string,
+): Promise<FileChanges> {
+  const [wanted, present] = await Promise.all([
+    reads.deploy.listFiles(commit, dir),
+    head ? reads.deploy.listFiles(head, dir) : new Map<string, TreeFile>(),
+  ]);
+  const changes: FileChanges = {};
+  for (const path of present.keys()) if (!wanted.has(path)) changes[path] = { content: null };
+  // Same blob, same content: only the others are read and written.
+  const differing = [...wanted].filter(([path, file]) => present.get(path)?.oid !== file.oid);
+  for (const { path, content } of await reads.contents(differing))
+    changes[path] = { content, executable: wanted.get(path)!.mode === '100755' };
+  return changes;
+}
+
+/** How often a commit is computed again when `main` moved while it was being made. */
+const COMMIT_ATTEMPTS = 3;
+
 export class Promotions {
   constructor(private readonly options: PromotionOptions) {}
 
@@ -166,15 +299,18 @@ export class Promotions {
     username: string,
   ): Promise<ChangeResult> {
     const resolved = await this.resolveImage(team, app, image);
-    const sourceCommit = await this.sourceCommitOf(team, app, resolved);
-    const spec = await this.specFor(team, app, environment, sourceCommit);
-    const change: DeployChange = {
-      kind: 'deploy',
-      environment,
-      image: resolved.reference,
-      sourceCommit,
-    };
-    return this.submit(team, app, change, spec, username);
+    return this.withReads(team, app, async (reads) => {
+      void reads.specAtMain();
+      const sourceCommit = await this.sourceCommitOf(team, app, resolved);
+      const spec = await this.specFor(reads, team, app, environment, sourceCommit);
+      const change: DeployChange = {
+        kind: 'deploy',
+        environment,
+        image: resolved.reference,
+        sourceCommit,
+      };
+      return this.submit(reads, team, app, change, spec, username);
+    });
   }
 
   /** Moves the digest `from` runs to `to`, rendered with `to`'s settings. */
@@ -187,16 +323,19 @@ export class Promotions {
   ): Promise<ChangeResult> {
     if (from === to)
       throw new ValveError('INPUT_INVALID', 'to: expected another environment than from');
-    const current = await this.currentDeploy(team, app, from);
-    const spec = await this.specFor(team, app, to, current.sourceCommit);
-    const change: DeployChange = {
-      kind: 'promote',
-      environment: to,
-      image: current.image,
-      sourceCommit: current.sourceCommit,
-      from: { environment: from, commit: current.commit },
-    };
-    return this.submit(team, app, change, spec, username);
+    return this.withReads(team, app, async (reads) => {
+      void reads.specAtMain();
+      const current = await this.currentDeploy(reads, team, app, from);
+      const spec = await this.specFor(reads, team, app, to, current.sourceCommit);
+      const change: DeployChange = {
+        kind: 'promote',
+        environment: to,
+        image: current.image,
+        sourceCommit: current.sourceCommit,
+        from: { environment: from, commit: current.commit },
+      };
+      return this.submit(reads, team, app, change, spec, username);
+    });
   }
 
   /** Brings back the folder of an earlier deploy: `commit` (a prefix will do) or `stepsBack` deploys ago. */
@@ -207,61 +346,85 @@ export class Promotions {
     to: { commit?: string; stepsBack?: number },
     username: string,
   ): Promise<ChangeResult> {
-    const deploys = (await this.history(team, app, environment, 1000)).filter((d) => d.image);
-    const current = deploys[0];
-    if (!current)
-      throw new ValveError('DEPLOY_NOTHING_DEPLOYED', `nothing was deployed to ${environment} yet`);
-    let target: DeployRecord | undefined;
-    if (to.commit) {
-      const prefix = to.commit.toLowerCase();
-      if (!/^[0-9a-f]{4,40}$/.test(prefix))
-        throw new ValveError('INPUT_INVALID', 'commit: expected a commit id (4-40 hex digits)');
-      target = deploys.find((d) => d.commit.startsWith(prefix));
-      if (!target)
+    if (to.commit && !/^[0-9a-f]{4,40}$/.test(to.commit.toLowerCase()))
+      throw new ValveError('INPUT_INVALID', 'commit: expected a commit id (4-40 hex digits)');
+    return this.withReads(team, app, async (reads) => {
+      void reads.specAtMain();
+      const deploys = (await this.historyOf(reads, environment, 1000)).filter((d) => d.image);
+      const current = deploys[0];
+      if (!current)
         throw new ValveError(
-          'DEPLOY_REVISION_UNKNOWN',
-          `${to.commit} is not a deploy of ${environment}; \`valve history\` lists them`,
+          'DEPLOY_NOTHING_DEPLOYED',
+          `nothing was deployed to ${environment} yet`,
         );
-    } else {
-      const steps = to.stepsBack ?? 1;
-      target = deploys[steps];
-      if (!target)
+      let target: DeployRecord | undefined;
+      if (to.commit) {
+        const prefix = to.commit.toLowerCase();
+        target = deploys.find((d) => d.commit.startsWith(prefix));
+        if (!target)
+          throw new ValveError(
+            'DEPLOY_REVISION_UNKNOWN',
+            `${to.commit} is not a deploy of ${environment}; \`valve history\` lists them`,
+          );
+      } else {
+        const steps = to.stepsBack ?? 1;
+        target = deploys[steps];
+        if (!target)
+          throw new ValveError(
+            'DEPLOY_REVISION_UNKNOWN',
+            `${environment} has ${deploys.length - 1} earlier deploy(s); cannot go ${steps} back`,
+          );
+      }
+      if (target.commit === current.commit)
         throw new ValveError(
-          'DEPLOY_REVISION_UNKNOWN',
-          `${environment} has ${deploys.length - 1} earlier deploy(s); cannot go ${steps} back`,
+          'CONFLICT',
+          `${shortSha(target.commit)} is what ${environment} runs already`,
         );
+      const change: DeployChange = {
+        kind: 'rollback',
+        environment,
+        image: target.image!,
+        sourceCommit: target.sourceCommit,
+        rollbackTo: target.commit,
+      };
+      return this.submit(reads, team, app, change, null, username);
+    });
+  }
+
+  private async withReads<T>(
+    team: string,
+    app: string,
+    work: (reads: ChangeReads) => Promise<T>,
+  ): Promise<T> {
+    const sourceRepoPath = this.options.sourceRepoPath ?? ((t, a) => `${t}/${a}.git`);
+    const reads = new ChangeReads(
+      this.options.git.pathOf(deployRepoPath(team, app)),
+      this.options.git.pathOf(sourceRepoPath(team, app)),
+    );
+    try {
+      return await work(reads);
+    } finally {
+      reads.close();
     }
-    if (target.commit === current.commit)
-      throw new ValveError(
-        'CONFLICT',
-        `${shortSha(target.commit)} is what ${environment} runs already`,
-      );
-    const change: DeployChange = {
-      kind: 'rollback',
-      environment,
-      image: target.image!,
-      sourceCommit: target.sourceCommit,
-      rollbackTo: target.commit,
-    };
-    return this.submit(team, app, change, null, username);
   }
 
   /** Commits at once, or asks the approving team first. */
   private async submit(
+    reads: ChangeReads,
     team: string,
     app: string,
     change: DeployChange,
     spec: AppSpec | null,
     username: string,
   ): Promise<ChangeResult> {
-    const approval = await this.approvalPolicy(team, app, change.environment, spec);
+    const approval = await this.approvalPolicy(reads, change.environment, spec);
     if (approval) {
       return {
         status: 'pending',
         approval: await this.requestApproval(team, app, change, approval, username),
       };
     }
-    const commit = await this.commit(team, app, change, username, null, spec);
+    const commit = await this.write(reads, team, app, change, username, null, spec);
     return { status: 'committed', commit, environment: change.environment };
   }
 
@@ -274,67 +437,67 @@ export class Promotions {
     approvedBy: string | null,
     spec?: AppSpec | null,
   ): Promise<string> {
-    const { git } = this.options;
-    const repo = deployRepoPath(team, app);
-    const gitDir = git.pathOf(repo);
-    const dir = envDir(change.environment);
-    const changes: Record<string, { content: string | Buffer | null }> = {};
-    if (change.kind === 'rollback') {
-      const wanted = await listFilesAt(gitDir, change.rollbackTo!, dir);
-      for (const path of await listFilesAt(gitDir, 'refs/heads/main', dir))
-        if (!wanted.includes(path)) changes[path] = { content: null };
-      for (const path of wanted)
-        changes[path] = { content: (await readFileAt(gitDir, change.rollbackTo!, path))! };
-    } else {
-      const rendered = renderEnvironment({
-        spec: spec ?? (await this.specFor(team, app, change.environment, change.sourceCommit)),
-        app,
-        team,
-        environment: change.environment,
-        image: change.image,
-        sourceCommit: change.sourceCommit ?? '',
-      });
-      for (const [name, content] of Object.entries(rendered))
-        changes[`${dir}/${name}`] = { content };
-      // A file the renderer wrote last time but not now (e.g. hpa.yaml) is stale.
-      for (const path of await listFilesAt(gitDir, 'refs/heads/main', dir)) {
-        const name = path.slice(dir.length + 1);
-        if ((RENDERED_FILES as readonly string[]).includes(name) && !(name in rendered))
-          changes[path] = { content: null };
-      }
-    }
-    // The row first: whoever waits for the environment finds it.
-    await insertEnvironment(this.options.db, team, app, change.environment);
-    // The folder holds this already (a re-run, a rollback to what runs): no empty commit; the
-    // commit that wrote it stands for the change.
-    if (await this.unchanged(gitDir, changes)) {
-      const [revision] = await logCommits(gitDir, 'refs/heads/main', { limit: 1, path: dir });
-      if (revision) return revision.sha;
-    }
-    return git.commit(
-      repo,
-      {
-        branch: 'main',
-        changes,
-        message: deployCommitMessage(app, change, approvedBy),
-        author: authorOf(username),
-      },
-      username ?? 'valve',
+    return this.withReads(team, app, (reads) =>
+      this.write(reads, team, app, change, username, approvedBy, spec),
     );
   }
 
-  private async unchanged(
-    gitDir: string,
-    changes: Record<string, { content: string | Buffer | null }>,
-  ): Promise<boolean> {
-    for (const [path, change] of Object.entries(changes)) {
-      const current = await readFileAt(gitDir, 'refs/heads/main', path);
-      if (
-        change.content === null ? current !== null : !current?.equals(Buffer.from(change.content))
-      )
-        return false;
+  private async write(
+    reads: ChangeReads,
+    team: string,
+    app: string,
+    change: DeployChange,
+    username: string | null,
+    approvedBy: string | null,
+    spec?: AppSpec | null,
+  ): Promise<string> {
+    const dir = envDir(change.environment);
+    const rendered =
+      change.kind === 'rollback'
+        ? null
+        : renderEnvironment({
+            spec:
+              spec ??
+              (await this.specFor(reads, team, app, change.environment, change.sourceCommit)),
+            app,
+            team,
+            environment: change.environment,
+            image: change.image,
+            sourceCommit: change.sourceCommit ?? '',
+          });
+    // The row first: whoever waits for the environment finds it.
+    await insertEnvironment(this.options.db, team, app, change.environment);
+    for (let attempt = 1; ; attempt++) {
+      const head = await reads.head();
+      const changes = rendered
+        ? await renderedChanges(reads, head, dir, rendered)
+        : await rollbackChanges(reads, head, dir, change.rollbackTo!);
+      // The folder holds this already (a re-run, a rollback to what runs): no empty commit; the
+      // commit that wrote it stands for the change.
+      if (head && Object.keys(changes).length === 0) {
+        const [revision] = await logCommits(reads.deployGitDir, head, { limit: 1, path: dir });
+        if (revision) return revision.sha;
+      }
+      try {
+        return await this.options.git.commit(
+          deployRepoPath(team, app),
+          {
+            branch: 'main',
+            changes,
+            message: deployCommitMessage(app, change, approvedBy),
+            author: authorOf(username),
+            // Only what differs from `head` is written, so the commit must go on `head`.
+            expectedParent: head,
+          },
+          username ?? 'valve',
+        );
+      } catch (error) {
+        // main moved meanwhile (a push, a pipeline's deploy): compare with the new head.
+        if (!(error instanceof ValveError && error.code === 'CONFLICT')) throw error;
+        if (attempt === COMMIT_ATTEMPTS) throw error;
+        reads.forgetHead();
+      }
     }
-    return true;
   }
 
   // ---- history ----
@@ -346,16 +509,25 @@ export class Promotions {
     environment: string,
     limit = 50,
   ): Promise<DeployRecord[]> {
-    const gitDir = this.options.git.pathOf(deployRepoPath(team, app));
-    const commits = await logCommits(gitDir, 'refs/heads/main', {
+    return this.withReads(team, app, (reads) => this.historyOf(reads, environment, limit));
+  }
+
+  private async historyOf(
+    reads: ChangeReads,
+    environment: string,
+    limit: number,
+  ): Promise<DeployRecord[]> {
+    const head = await reads.head();
+    if (!head) return [];
+    const commits = await logCommits(reads.deployGitDir, head, {
       limit,
       path: envDir(environment),
     });
-    return Promise.all(commits.map((commit) => this.record(gitDir, environment, commit)));
+    return Promise.all(commits.map((commit) => this.record(reads, environment, commit)));
   }
 
   private async record(
-    gitDir: string,
+    reads: ChangeReads,
     environment: string,
     commit: CommitInfo,
   ): Promise<DeployRecord> {
@@ -364,7 +536,7 @@ export class Promotions {
     let sourceCommit = trailers['Source-Commit'] ?? null;
     if (!image) {
       // A commit by hand: read the image and source from its manifests.
-      const found = await this.manifestFacts(gitDir, commit.sha, environment);
+      const found = await this.manifestFacts(reads, commit.sha, environment);
       image = found.image;
       sourceCommit = found.sourceCommit;
     }
@@ -392,38 +564,34 @@ export class Promotions {
     };
   }
 
-  private async manifestFacts(gitDir: string, commit: string, environment: string) {
-    const paths = (await listFilesAt(gitDir, commit, envDir(environment))).filter((p) =>
-      /\.ya?ml$/.test(p),
-    );
+  private async manifestFacts(reads: ChangeReads, commit: string, environment: string) {
+    const files = await reads.deploy.listFiles(commit, envDir(environment));
+    const manifests = await reads.contents([...files].filter(([path]) => /\.ya?ml$/.test(path)));
     let image: string | null = null;
     let sourceCommit: string | null = null;
-    for (const path of paths) {
-      const content = (await readFileAt(gitDir, commit, path))?.toString() ?? '';
-      image ??= /\bimage:\s*["']?([^\s"']+@sha256:[a-f0-9]{64})/.exec(content)?.[1] ?? null;
-      sourceCommit ??=
-        /valve\.dev\/source-commit:\s*["']?([0-9a-f]{7,40})/.exec(content)?.[1] ?? null;
+    for (const { content } of manifests) {
+      const text = content.toString();
+      image ??= /\bimage:\s*["']?([^\s"']+@sha256:[a-f0-9]{64})/.exec(text)?.[1] ?? null;
+      sourceCommit ??= /valve\.dev\/source-commit:\s*["']?([0-9a-f]{7,40})/.exec(text)?.[1] ?? null;
     }
     return { image, sourceCommit };
   }
 
   /** What an environment's folder pins now: image, source commit and the commit that wrote it. */
-  private async currentDeploy(team: string, app: string, environment: string) {
-    const gitDir = this.options.git.pathOf(deployRepoPath(team, app));
+  private async currentDeploy(reads: ChangeReads, team: string, app: string, environment: string) {
     const dir = envDir(environment);
-    const paths = (await listFilesAt(gitDir, 'refs/heads/main', dir)).filter((p) =>
-      /\.ya?ml$/.test(p),
-    );
-    const [revision] = await logCommits(gitDir, 'refs/heads/main', { limit: 1, path: dir });
+    const head = await reads.head();
+    const [files, [revision]] = head
+      ? await Promise.all([
+          reads.deploy.listFiles(head, dir),
+          logCommits(reads.deployGitDir, head, { limit: 1, path: dir }),
+        ])
+      : [new Map<string, TreeFile>(), []];
+    const manifests = await reads.contents([...files].filter(([path]) => /\.ya?ml$/.test(path)));
     let desired;
     try {
       desired = readDesiredState(
-        await Promise.all(
-          paths.map(async (path) => ({
-            path,
-            text: (await readFileAt(gitDir, 'refs/heads/main', path))!.toString(),
-          })),
-        ),
+        manifests.map(({ path, content }) => ({ path, text: content.toString() })),
         `${team}/${app}/${environment}`,
       );
     } catch (error) {
@@ -444,16 +612,20 @@ export class Promotions {
 
   /** The app spec to render `environment` with: the image's own commit's, else main's. */
   private async specFor(
+    reads: ChangeReads,
     team: string,
     app: string,
     environment: string,
     sourceCommit: string | null,
   ): Promise<AppSpec> {
     const atSource = sourceCommit
-      ? await this.sourceSpec(team, app, sourceCommit).catch(() => null)
+      ? await reads
+          .specAt(sourceCommit)
+          .then(parseSourceSpec)
+          .catch(() => null)
       : null;
     if (atSource?.environments[environment]) return atSource;
-    const atMain = await this.sourceSpec(team, app, null);
+    const atMain = parseSourceSpec(await reads.specAtMain());
     if (atMain?.environments[environment]) return atMain;
     throw new ValveError(
       'DEPLOY_ENV_UNKNOWN',
@@ -463,38 +635,23 @@ export class Promotions {
 
   /**
    * Approval comes from valve.yaml on the source repo's main branch: the rule as it is now, so
-   * an old image (whose spec may have had none) cannot slip past it.
+   * an old image (whose spec may have had none) cannot slip past it. A valve.yaml on main
+   * that does not validate leaves the rule to the image's spec; one that cannot be read
+   * fails the change.
    */
-  private async approvalPolicy(
-    team: string,
-    app: string,
-    environment: string,
-    spec: AppSpec | null,
-  ) {
-    const atMain = await this.sourceSpec(team, app, null).catch(() => null);
+  private async approvalPolicy(reads: ChangeReads, environment: string, spec: AppSpec | null) {
+    const atMain = await reads
+      .specAtMain()
+      .then(parseSourceSpec)
+      .catch((error: unknown) => {
+        if (error instanceof ValveError && error.code === 'DEPLOY_SPEC_INVALID') return null;
+        throw error;
+      });
     return (
       atMain?.environments[environment]?.approval ??
       spec?.environments[environment]?.approval ??
       null
     );
-  }
-
-  private async sourceSpec(
-    team: string,
-    app: string,
-    commit: string | null,
-  ): Promise<AppSpec | null> {
-    const path = (this.options.sourceRepoPath ?? ((t, a) => `${t}/${a}.git`))(team, app);
-    const gitDir = this.options.git.pathOf(path);
-    const content = await readFileAt(gitDir, commit ?? 'refs/heads/main', APP_SPEC_FILE);
-    if (!content) return null;
-    try {
-      return parseAppSpec(content.toString(), APP_SPEC_FILE);
-    } catch (error) {
-      if (error instanceof FileValidationError)
-        throw new ValveError('DEPLOY_SPEC_INVALID', error.message);
-      throw error;
-    }
   }
 
   /** An image of the team's registry, pinned by digest: `{reference, repo, digest}`. */

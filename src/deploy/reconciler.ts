@@ -14,8 +14,8 @@ import { FileValidationError } from '../formats/yaml.js';
 import {
   listFilesAt,
   logCommits,
-  readFileAt,
-  resolveRef,
+  openObjectReader,
+  readBranchHead,
   type CommitInfo,
   type GitService,
 } from '../git/index.js';
@@ -178,8 +178,13 @@ export interface ReconcilerOptions {
   events: EventBus;
   targets: TargetResolver;
   images: ImageSource;
-  /** How often every environment is re-checked without a push (drift, missed events). */
+  /**
+   * How often every environment is re-checked without a push (drift, missed events): the
+   * time from the end of one poll to the start of the next, so polls never overlap.
+   */
   pollIntervalMs?: number;
+  /** Apps a poll looks at together (default 4): bounds the git, database and target load. */
+  pollConcurrency?: number;
   /** Called on every poll, e.g. to expire approvals. */
   onPoll?: () => Promise<void>;
   /** Values of the secrets a workload's variables reference (`secretEnv`), by name. */
@@ -212,12 +217,39 @@ interface ManualSync {
 
 interface Queue {
   running: boolean;
-  pending: { waiters: (() => void)[]; manual: ManualSync | null } | null;
+  pending: {
+    /** Resolved once the pass has finished. */
+    waiters: (() => void)[];
+    /** Resolved once the pass has read desired and live (a poll's waiters). */
+    observed: (() => void)[];
+    manual: ManualSync | null;
+  } | null;
+}
+
+/** What an environment's folder at one deploy-repo head says, kept until the head moves. */
+interface DesiredRead {
+  head: string;
+  /** False: no folder at this head. */
+  folder: boolean;
+  revision: CommitInfo | null;
+  desired: DesiredState | null;
+  /** desiredHash of `desired`, when it has a workload (otherwise it depends on the row). */
+  hash: string | null;
+  error: { key: string; message: string } | null;
 }
 
 export class Reconciler {
   private readonly queues = new Map<string, Queue>();
+  /**
+   * The desired state per environment key as read at a deploy-repo head. A pass where the
+   * head has not moved (every poll of an app nobody deployed) costs no git process and no
+   * YAML parse: only the head read, the row and the target's status.
+   */
+  private readonly desiredReads = new Map<string, DesiredRead>();
+  /** The head at which each app's `envs/` folders were last listed. */
+  private readonly listedHeads = new Map<string, string>();
   private poller: NodeJS.Timeout | undefined;
+  private polling: Promise<void> | null = null;
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
 
@@ -230,8 +262,31 @@ export class Reconciler {
       const match = /^([^/]+)\/([^/]+)\.deploy\.git$/.exec(event.repoPath);
       if (match && event.ref === 'refs/heads/main') void this.refreshApp(match[1]!, match[2]!);
     });
-    void this.poll();
-    this.poller = setInterval(() => void this.poll(), this.options.pollIntervalMs ?? 30_000);
+    this.schedulePoll(0);
+  }
+
+  /**
+   * A poll now, or the one under way: resolves once every environment was looked at (not
+   * once what that started has been applied). The next scheduled poll counts from its end.
+   */
+  pollNow(): Promise<void> {
+    if (this.polling) return this.polling;
+    clearTimeout(this.poller);
+    return this.runPoll();
+  }
+
+  private runPoll(): Promise<void> {
+    this.polling = this.poll().finally(() => {
+      this.polling = null;
+      this.schedulePoll(this.options.pollIntervalMs ?? 30_000);
+    });
+    return this.polling;
+  }
+
+  /** The next poll, `delayMs` after the last one ended. */
+  private schedulePoll(delayMs: number): void {
+    if (this.stopped) return;
+    this.poller = setTimeout(() => void this.runPoll(), delayMs);
     this.poller.unref();
   }
 
@@ -242,14 +297,14 @@ export class Reconciler {
    */
   async stop(graceMs = 2000): Promise<void> {
     this.stopped = true;
-    clearInterval(this.poller);
+    clearTimeout(this.poller);
     this.unsubscribe?.();
     const running = [...this.queues.values()]
       .filter((queue) => queue.running)
       .map(
         (queue) =>
           new Promise<void>((resolve) =>
-            (queue.pending ??= { waiters: [], manual: null }).waiters.push(resolve),
+            (queue.pending ??= { waiters: [], observed: [], manual: null }).waiters.push(resolve),
           ),
       );
     let timer: NodeJS.Timeout | undefined;
@@ -269,6 +324,11 @@ export class Reconciler {
       .execute();
   }
 
+  /**
+   * One look at every app, a few at a time. A poll waits for each environment's desired and
+   * live to be read, not for what its pass then applies (a rollout can take minutes), and an
+   * environment with a pass under way gets one more pass after it instead of a wait.
+   */
   private async poll(): Promise<void> {
     try {
       await this.options.onPoll?.();
@@ -277,10 +337,19 @@ export class Reconciler {
         .select('app_key')
         .distinct()
         .execute();
-      for (const { app_key } of apps) {
-        const [team = '', app = ''] = app_key.split('/');
-        void this.refreshApp(team, app);
-      }
+      let next = 0;
+      const worker = async () => {
+        while (next < apps.length && !this.stopped) {
+          const [team = '', app = ''] = apps[next++]!.app_key.split('/');
+          try {
+            await this.refreshApp(team, app, { until: 'observed' });
+          } catch (error) {
+            this.options.log?.warn({ err: error, app: `${team}/${app}` }, 'deploy poll failed');
+          }
+        }
+      };
+      const workers = Math.max(1, this.options.pollConcurrency ?? 4);
+      await Promise.all(Array.from({ length: workers }, worker));
     } catch (error) {
       this.options.log?.warn({ err: error }, 'deploy poll failed');
     }
@@ -290,10 +359,14 @@ export class Reconciler {
    * Reconciles every environment of an app: those known and every `envs/<name>/` folder of
    * the deploy repo (a folder added by hand becomes an environment). Resolves when all ran.
    */
-  async refreshApp(team: string, app: string): Promise<void> {
+  async refreshApp(
+    team: string,
+    app: string,
+    options: { until?: 'done' | 'observed' } = {},
+  ): Promise<void> {
     const key = appKey(team, app);
     const gitDir = this.options.git.pathOf(deployRepoPath(team, app));
-    const head = await resolveRef(gitDir, 'refs/heads/main');
+    const head = await readBranchHead(gitDir, 'main');
     const rows = await this.options.db
       .selectFrom('deploy_environments')
       .select('name')
@@ -301,7 +374,7 @@ export class Reconciler {
       .execute();
     if (rows.length === 0) return; // not an app's deploy repo (or the app is being created)
     const names = new Set(rows.map((r) => r.name));
-    if (head) {
+    if (head && this.listedHeads.get(key) !== head) {
       for (const path of await listFilesAt(gitDir, head, 'envs')) {
         const name = path.split('/')[1];
         if (name && /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(name) && !names.has(name)) {
@@ -309,23 +382,35 @@ export class Reconciler {
           await insertEnvironment(this.options.db, team, app, name);
         }
       }
+      this.listedHeads.set(key, head);
     }
-    await Promise.all([...names].map((name) => this.refresh(team, app, name)));
+    await Promise.all(
+      [...names].map((name) => this.refresh(team, app, name, undefined, options.until)),
+    );
   }
 
   /**
    * Runs one pass for the environment; resolves when a pass that started after this call has
    * finished. `manual` is a sync a user asked for (applies even when automatic sync is off).
    */
-  refresh(team: string, app: string, environment: string, manual?: ManualSync): Promise<void> {
+  refresh(
+    team: string,
+    app: string,
+    environment: string,
+    manual?: ManualSync,
+    /** 'observed': resolve once the pass has read desired and live, or at once when a pass is under way. */
+    until: 'done' | 'observed' = 'done',
+  ): Promise<void> {
     if (this.stopped) return Promise.resolve();
     const key = `${appKey(team, app)}/${environment}`;
     let queue = this.queues.get(key);
     if (!queue) this.queues.set(key, (queue = { running: false, pending: null }));
     const current = queue;
     return new Promise((resolve) => {
-      current.pending ??= { waiters: [], manual: null };
-      current.pending.waiters.push(resolve);
+      current.pending ??= { waiters: [], observed: [], manual: null };
+      if (until === 'done') current.pending.waiters.push(resolve);
+      else if (current.running) resolve();
+      else current.pending.observed.push(resolve);
       if (manual) current.pending.manual = manual;
       if (!current.running) void this.drain(key, current, team, app, environment);
     });
@@ -336,13 +421,15 @@ export class Reconciler {
     while (queue.pending) {
       const pass = queue.pending;
       queue.pending = null;
+      const observed = () => pass.observed.splice(0).forEach((resolve) => resolve());
       if (!this.stopped) {
         try {
-          await this.reconcileEnvironment(team, app, environment, pass.manual);
+          await this.reconcileEnvironment(team, app, environment, pass.manual, observed);
         } catch (error) {
           this.options.log?.warn({ err: error, key }, 'reconcile failed');
         }
       }
+      observed();
       for (const resolve of pass.waiters) resolve();
     }
     queue.running = false;
@@ -365,57 +452,38 @@ export class Reconciler {
       .executeTakeFirst();
     if (!row) return null;
     const gitDir = git.pathOf(deployRepoPath(team, app));
-    const head = await resolveRef(gitDir, 'refs/heads/main');
+    const head = await readBranchHead(gitDir, 'main');
+    const key = `${row.app_key}/${environment}`;
+    const read = await this.readDesired(gitDir, head, environment, key);
+    let desired: DesiredState | null = null;
+    if (!read.error) {
+      desired = read.desired
+        ? { ...read.desired }
+        : // No folder (never deployed, or removed from the repo): nothing is desired there.
+          {
+            resources: [],
+            workload: null,
+            target: row.target ?? 'local',
+            policy: parsePolicy(row.sync_policy),
+            sourceCommit: null,
+          };
+      if (read.desired && !read.desired.workload) {
+        // No workload: what is live (if anything) is where it was, under the policy it had.
+        desired.target = row.target ?? desired.target;
+        desired.policy = parsePolicy(row.sync_policy);
+      }
+    }
     const observation: Observation = {
       row,
       head,
-      revision: null,
-      desired: null,
-      hash: null,
-      error: null,
+      revision: read.revision,
+      desired,
+      hash: desired && (read.hash ?? desiredHash(key, desired)),
+      error: read.error,
       target: null,
       live: null,
     };
-    const key = `${row.app_key}/${environment}`;
-    const files = head ? await listFilesAt(gitDir, head, envDir(environment)) : [];
-    if (files.length === 0) {
-      // No folder (never deployed, or removed from the repo): nothing is desired there.
-      observation.desired = {
-        resources: [],
-        workload: null,
-        target: row.target ?? 'local',
-        policy: parsePolicy(row.sync_policy),
-        sourceCommit: null,
-      };
-    } else {
-      observation.revision =
-        (await logCommits(gitDir, head!, { limit: 1, path: envDir(environment) }))[0] ?? null;
-      const manifests = files.filter((path) => /\.ya?ml$/.test(path));
-      try {
-        observation.desired = readDesiredState(
-          await Promise.all(
-            manifests.map(async (path) => ({
-              path,
-              text: (await readFileAt(gitDir, head!, path))!.toString(),
-            })),
-          ),
-          key,
-        );
-      } catch (error) {
-        if (!(error instanceof FileValidationError)) throw error;
-        observation.error = {
-          key: `manifest:${observation.revision?.sha}`,
-          message: `deploy repo: ${error.message}`,
-        };
-        return observation;
-      }
-      if (!observation.desired.workload) {
-        // No workload: what is live (if anything) is where it was, under the policy it had.
-        observation.desired.target = row.target ?? observation.desired.target;
-        observation.desired.policy = parsePolicy(row.sync_policy);
-      }
-    }
-    observation.hash = desiredHash(key, observation.desired);
+    if (!observation.desired) return observation;
     const targetName = observation.desired.target;
     try {
       observation.target = await targets.resolve(team, targetName);
@@ -429,6 +497,61 @@ export class Reconciler {
       };
     }
     return observation;
+  }
+
+  /** The environment's folder at `head`, read and parsed once per head. */
+  private async readDesired(
+    gitDir: string,
+    head: string | null,
+    environment: string,
+    key: string,
+  ): Promise<DesiredRead> {
+    const cached = this.desiredReads.get(key);
+    if (head && cached?.head === head) return cached;
+    const read: DesiredRead = {
+      head: head ?? '',
+      folder: false,
+      revision: null,
+      desired: null,
+      hash: null,
+      error: null,
+    };
+    if (head) {
+      // One `git cat-file --batch` for the folder's listing and files, one `git log` beside it.
+      const reader = openObjectReader(gitDir);
+      try {
+        const files = [...(await reader.listFiles(head, envDir(environment))).keys()];
+        if (files.length > 0) {
+          read.folder = true;
+          const manifests = files.filter((path) => /\.ya?ml$/.test(path));
+          const [revisions, texts] = await Promise.all([
+            logCommits(gitDir, head, { limit: 1, path: envDir(environment) }),
+            Promise.all(
+              manifests.map(async (path) => ({
+                path,
+                text: (await reader.readFile(head, path))!.toString(),
+              })),
+            ),
+          ]);
+          read.revision = revisions[0] ?? null;
+          try {
+            read.desired = readDesiredState(texts, key);
+            if (read.desired.workload) read.hash = desiredHash(key, read.desired);
+          } catch (error) {
+            if (!(error instanceof FileValidationError)) throw error;
+            read.error = {
+              key: `manifest:${read.revision?.sha}`,
+              message: `deploy repo: ${error.message}`,
+            };
+          }
+        }
+      } finally {
+        reader.close();
+      }
+    }
+    if (head) this.desiredReads.set(key, read);
+    else this.desiredReads.delete(key);
+    return read;
   }
 
   /** Desired against live, field by field, for the API's diff. */
@@ -453,12 +576,16 @@ export class Reconciler {
     app: string,
     environment: string,
     manual: ManualSync | null,
+    observed: () => void,
   ): Promise<void> {
     // A poll takes the target's own periodic drift check; a sync a user asks for checks now.
     const seen = await this.observe(team, app, environment, { verify: manual !== null });
+    observed();
     if (!seen || !seen.head) return;
     const { row, revision } = seen;
     const key = `${row.app_key}/${environment}`;
+    // No folder at head (never deployed, or removed): no commit of its own to report.
+    const folder = revision !== null;
     const commit = revision?.sha ?? seen.head;
 
     if (seen.error || !seen.desired || !seen.target || !seen.live || !seen.hash) {
@@ -505,7 +632,7 @@ export class Reconciler {
     }
     await this.update(row, {
       sync_status: plan.status,
-      desired_commit: commit,
+      desired_commit: folder ? commit : null,
       sync_policy: JSON.stringify(desired.policy),
       drift: driftKey,
       ...(plan.reason ? { message: plan.reason } : {}),
@@ -521,7 +648,7 @@ export class Reconciler {
     switch (plan.action) {
       case 'none':
         if (plan.status === 'Synced') {
-          if (row.applied_commit !== commit) {
+          if (folder && row.applied_commit !== commit) {
             // A new revision that changes nothing live (e.g. a re-format): note it as synced.
             await this.markApplied(row, applied, { keepDeployedAt: true });
           } else if (row.message || row.synced_head !== seen.head || row.sync_status !== 'Synced')
@@ -529,6 +656,12 @@ export class Reconciler {
         }
         return;
       case 'record':
+        if (!folder && !row.applied_commit) {
+          // Never deployed and nothing desired: no sync to record (other environments' deploys
+          // move the head; they are not this environment's).
+          await this.update(row, { message: null, synced_head: seen.head });
+          return;
+        }
         await this.recordSync(row, {
           commit,
           status: 'succeeded',

@@ -2,12 +2,13 @@
  * The deploy API: environments, diff, sync, deploy, promote, rollback, history, approvals
  * (`/api/apps/:team/:app/...`) and the targets of a team (`/api/teams/:team/targets`).
  * Viewers read, developers change environments that need no approval, members of the
- * approving team decide approvals; other teams get 404. docs/api.md describes each endpoint.
+ * approving team decide approvals and read the environments (not change them: 403); other
+ * teams get 404. docs/api.md describes each endpoint.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Principal, Role } from '../auth/index.js';
-import { ValveError, notFound } from '../errors.js';
+import { ValveError, forbidden, notFound } from '../errors.js';
 import { parseInput } from '../http/errors.js';
 import type { ChangeResult } from './promotion.js';
 import type { DeployService } from './service.js';
@@ -56,9 +57,36 @@ const approvalsQuery = z.object({
 export function deployRoutes(options: DeployRoutesOptions) {
   const { deploy } = options;
 
-  const envOf = async (request: FastifyRequest<EnvParams>, minimum: Role) => {
-    const app = await options.appAccess(request, request.params.team, request.params.app, minimum);
-    return { team: app.team, app: app.name, env: parseInput(environmentName, request.params.env) };
+  /** Members of the app's team read; so do members of a team that approves changes to it. */
+  const readAccess = async (request: FastifyRequest, team: string, app: string) => {
+    if (await canSee(request, team, app)) return;
+    if ((await approverTeams(request, team, app, 'approving')).length === 0)
+      throw notFound(`app ${team}/${app}`);
+  };
+
+  /** Developers of the app's team change environments; an approver learns why not (403). */
+  const changeAccess = async (request: FastifyRequest, team: string, app: string) => {
+    try {
+      const found = await options.appAccess(request, team, app, 'developer');
+      return { team: found.team, app: found.name };
+    } catch (error) {
+      if (!(error instanceof ValveError && error.code === 'NOT_FOUND')) throw error;
+      const mine = await approverTeams(request, team, app, 'approving');
+      if (mine.length === 0) throw error;
+      throw forbidden(
+        `members of team ${mine.join(', ')} approve changes to ${team}/${app} and read its environments; deploying, promoting, rolling back and syncing take a developer of team ${team}`,
+      );
+    }
+  };
+
+  const envOf = async (request: FastifyRequest<EnvParams>, access: 'read' | 'change') => {
+    const { team, app } = request.params;
+    if (access === 'change') {
+      const found = await changeAccess(request, team, app);
+      return { ...found, env: parseInput(environmentName, request.params.env) };
+    }
+    await readAccess(request, team, app);
+    return { team, app, env: parseInput(environmentName, request.params.env) };
   };
 
   const answer = (reply: FastifyReply, result: ChangeResult) =>
@@ -66,27 +94,23 @@ export function deployRoutes(options: DeployRoutesOptions) {
 
   return async function (server: FastifyInstance) {
     server.get<AppParams>('/api/apps/:team/:app/environments', async (request) => {
-      const app = await options.appAccess(
-        request,
-        request.params.team,
-        request.params.app,
-        'viewer',
-      );
-      return deploy.environments(app.team, app.name);
+      const { team, app } = request.params;
+      await readAccess(request, team, app);
+      return deploy.environments(team, app);
     });
 
     server.get<EnvParams>('/api/apps/:team/:app/environments/:env', async (request) => {
-      const { team, app, env } = await envOf(request, 'viewer');
+      const { team, app, env } = await envOf(request, 'read');
       return deploy.environment(team, app, env);
     });
 
     server.get<EnvParams>('/api/apps/:team/:app/environments/:env/diff', async (request) => {
-      const { team, app, env } = await envOf(request, 'viewer');
+      const { team, app, env } = await envOf(request, 'read');
       return deploy.diff(team, app, env);
     });
 
     server.post<EnvParams>('/api/apps/:team/:app/environments/:env/sync', async (request) => {
-      const { team, app, env } = await envOf(request, 'developer');
+      const { team, app, env } = await envOf(request, 'change');
       const body = parseInput(syncBody, request.body);
       const principal = await options.principal(request);
       return deploy.sync(team, app, env, principal.username, body);
@@ -95,7 +119,7 @@ export function deployRoutes(options: DeployRoutesOptions) {
     server.post<EnvParams>(
       '/api/apps/:team/:app/environments/:env/deploy',
       async (request, reply) => {
-        const { team, app, env } = await envOf(request, 'developer');
+        const { team, app, env } = await envOf(request, 'change');
         const body = parseInput(deployBody, request.body);
         const principal = await options.principal(request);
         return answer(reply, await deploy.deploy(team, app, env, body.image, principal.username));
@@ -103,24 +127,16 @@ export function deployRoutes(options: DeployRoutesOptions) {
     );
 
     server.post<AppParams>('/api/apps/:team/:app/promote', async (request, reply) => {
-      const app = await options.appAccess(
-        request,
-        request.params.team,
-        request.params.app,
-        'developer',
-      );
+      const { team, app } = await changeAccess(request, request.params.team, request.params.app);
       const body = parseInput(promoteBody, request.body);
       const principal = await options.principal(request);
-      return answer(
-        reply,
-        await deploy.promote(app.team, app.name, body.from, body.to, principal.username),
-      );
+      return answer(reply, await deploy.promote(team, app, body.from, body.to, principal.username));
     });
 
     server.post<EnvParams>(
       '/api/apps/:team/:app/environments/:env/rollback',
       async (request, reply) => {
-        const { team, app, env } = await envOf(request, 'developer');
+        const { team, app, env } = await envOf(request, 'change');
         const body = parseInput(rollbackBody, request.body);
         const principal = await options.principal(request);
         return answer(reply, await deploy.rollback(team, app, env, body, principal.username));
@@ -130,7 +146,7 @@ export function deployRoutes(options: DeployRoutesOptions) {
     server.get<EnvParams & { Querystring: Record<string, string> }>(
       '/api/apps/:team/:app/environments/:env/history',
       async (request) => {
-        const { team, app, env } = await envOf(request, 'viewer');
+        const { team, app, env } = await envOf(request, 'read');
         const { limit } = parseInput(historyQuery, request.query);
         return deploy.history(team, app, env, limit);
       },
@@ -144,7 +160,7 @@ export function deployRoutes(options: DeployRoutesOptions) {
         const { team, app } = request.params;
         const { status } = parseInput(approvalsQuery, request.query);
         if (await canSee(request, team, app)) return deploy.approvals(team, app, { status });
-        const mine = await approverTeams(request, team, app);
+        const mine = await approverTeams(request, team, app, 'any');
         if (mine.length === 0) throw notFound(`app ${team}/${app}`);
         return deploy.approvals(team, app, { status, teams: mine });
       },
@@ -225,10 +241,21 @@ export function deployRoutes(options: DeployRoutesOptions) {
     }
   }
 
-  /** The approving teams of the app's approvals that the caller is a member of. */
-  async function approverTeams(request: FastifyRequest, team: string, app: string) {
+  /**
+   * The approving teams of the app the caller is an active member of. `approving`: those that
+   * approve now (valve.yaml on main, or a pending request): they read the environments.
+   * `any`: also those of any earlier request: they read their approvals.
+   */
+  async function approverTeams(
+    request: FastifyRequest,
+    team: string,
+    app: string,
+    which: 'approving' | 'any',
+  ) {
     const principal = await options.principal(request);
-    const teams = [...new Set((await deploy.approvals(team, app)).map((a) => a.team))];
+    const teams = new Set(await deploy.approvingTeams(team, app));
+    if (which === 'any')
+      for (const approval of await deploy.approvals(team, app)) teams.add(approval.team);
     const mine: string[] = [];
     for (const approving of teams)
       if (await options.isMember(principal, approving)) mine.push(approving);

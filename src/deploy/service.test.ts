@@ -5,24 +5,16 @@
  * promotion, rollback, approvals and history. Real processes: test/e2e/deploy.test.ts.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { EventBus } from '../events.js';
 import { GitService, logCommits, readFileAt, listFilesAt } from '../git/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { deployMigrations } from './migrations.js';
 import { DeployService } from './service.js';
-import type {
-  ImageSource,
-  Target,
-  TargetCapabilities,
-  WorkloadSpec,
-  WorkloadStatus,
-} from './targets/target.js';
+import { FakeImages, FakeTarget } from './testing.js';
 
 const appSpec = `apiVersion: score.dev/v1b1
 metadata:
@@ -45,101 +37,6 @@ environments:
   edge:
     target: k8s
 `;
-
-class FakeImages implements ImageSource {
-  private readonly manifests = new Map<string, { body: Buffer; digest: string }>();
-  private readonly blobs = new Map<string, Buffer>();
-
-  /** Stores an image built from `revision`; returns its digest. */
-  add(tag: string, revision: string): string {
-    const config = Buffer.from(
-      JSON.stringify({ config: { Labels: { 'org.opencontainers.image.revision': revision } } }),
-    );
-    const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
-    this.blobs.set(configDigest, config);
-    const body = Buffer.from(
-      JSON.stringify({ schemaVersion: 2, config: { digest: configDigest }, layers: [] }),
-    );
-    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
-    this.manifests.set(digest, { body, digest });
-    this.manifests.set(tag, { body, digest });
-    return digest;
-  }
-
-  async getManifest(repo: string, reference: string) {
-    if (repo !== 'dev/hello') return null;
-    const found = this.manifests.get(reference);
-    return found ? { ...found, mediaType: 'application/vnd.oci.image.manifest.v1+json' } : null;
-  }
-
-  async openBlob(digest: string) {
-    const blob = this.blobs.get(digest);
-    return blob ? Readable.from([blob]) : null;
-  }
-}
-
-class FakeTarget implements Target {
-  readonly capabilities: TargetCapabilities = {
-    rollingUpdate: true,
-    canary: false,
-    blueGreen: false,
-    restartOnCrash: true,
-    selfHeal: true,
-    logs: true,
-    prune: true,
-  };
-  readonly running = new Map<string, { spec: WorkloadSpec; drift: string[] }>();
-  applies: WorkloadSpec[] = [];
-  repairs: string[] = [];
-  deletes: string[] = [];
-  failNext: string | null = null;
-
-  constructor(readonly name = 'local') {}
-
-  async apply(spec: WorkloadSpec): Promise<WorkloadStatus> {
-    this.applies.push(spec);
-    if (this.failNext) {
-      const message = this.failNext;
-      this.failNext = null;
-      throw new Error(message);
-    }
-    this.running.set(spec.key, { spec, drift: [] });
-    return this.status(spec.key);
-  }
-
-  async status(key: string): Promise<WorkloadStatus> {
-    const found = this.running.get(key);
-    return {
-      key,
-      health: found ? 'healthy' : 'missing',
-      url: found ? `http://${this.name}.test/${key}` : null,
-      image: found?.spec.image.digest ?? null,
-      imageReference: found?.spec.image.reference ?? null,
-      desiredReplicas: found?.spec.replicas ?? 0,
-      readyReplicas: found?.spec.replicas ?? 0,
-      instances: [],
-      message: null,
-      drift: found?.drift ?? [],
-    };
-  }
-
-  async repair(key: string) {
-    this.repairs.push(key);
-    const found = this.running.get(key);
-    if (found) found.drift = [];
-  }
-
-  async delete(key: string) {
-    this.deletes.push(key);
-    this.running.delete(key);
-  }
-
-  async logs() {
-    return '';
-  }
-  async recover() {}
-  async close() {}
-}
 
 const alice = 'alice';
 let dir: string;
@@ -215,6 +112,32 @@ async function deployVersion(n: number, env = 'dev') {
   assert.equal(result.status, 'committed');
   return { digest, revision, commit: result.status === 'committed' ? result.commit : '' };
 }
+
+/** Commits valve.yaml on the source repo's main branch, as a push would. */
+async function commitSpec(content: string) {
+  await git.commit(
+    'dev/hello.git',
+    {
+      branch: 'main',
+      changes: { 'valve.yaml': { content } },
+      message: 'valve.yaml',
+      author: { name: alice, email: 'alice@valve' },
+    },
+    alice,
+  );
+}
+
+/** Waits until the app has every one of `names` (valve.yaml's are added on its commit event). */
+async function untilEnvironments(names: string[]) {
+  for (let tries = 0; tries < 100; tries++) {
+    const have = (await deploy.environments('dev', 'hello')).map((env) => env.name);
+    if (names.every((name) => have.includes(name))) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.fail(`environments ${names.join(', ')} did not appear`);
+}
+
+const names = async () => (await deploy.environments('dev', 'hello')).map((env) => env.name);
 
 describe('deploy service', () => {
   test('a deploy is one commit with a readable subject, author and trailers, then applied', async (t) => {
@@ -565,6 +488,8 @@ describe('deploy service', () => {
     assert.equal(env.health, 'missing');
     assert.equal(env.syncStatus, 'Synced');
     assert.equal(env.lastSync?.trigger, 'prune');
+    assert.equal(env.deployCommit, null, 'nothing deployed any more');
+    assert.equal(env.desiredCommit, null, 'no folder');
   });
 
   test('an environment on a target the team was not given is an error, and nothing runs', async (t) => {
@@ -605,6 +530,142 @@ describe('deploy service', () => {
       deploy.addTarget('dev', { name: 'k8s', kind: 'local', config: {} }, alice),
       /already has a target named k8s/,
     );
+  });
+
+  test("environments follow valve.yaml's order, then those it does not list by name", async (t) => {
+    t.after(stop);
+    // Rows made in another order: qa and stage by deploys, zeta and alpha by hand.
+    await deployVersion(1, 'qa');
+    await deployVersion(1, 'stage');
+    await git.commit(
+      'dev/hello.deploy.git',
+      {
+        branch: 'main',
+        changes: { 'envs/zeta/.keep': { content: '' }, 'envs/alpha/.keep': { content: '' } },
+        message: 'two folders by hand',
+        author: { name: 'bob', email: 'bob@example.com' },
+      },
+      'bob',
+    );
+    await settle();
+    await commitSpec(`${appSpec}\n`);
+    await untilEnvironments(['prod', 'edge', 'alpha', 'zeta']);
+    assert.deepEqual(await names(), ['dev', 'stage', 'prod', 'qa', 'edge', 'alpha', 'zeta']);
+
+    // The order is valve.yaml's as it is now (on main), not the order environments were made.
+    const reordered = appSpec.replace(
+      /environments:\n[\s\S]*$/,
+      'environments:\n  prod: {}\n  "1": {}\n  dev: {}\n  stage: { replicas: 2 }\n',
+    );
+    await commitSpec(reordered);
+    await untilEnvironments(['1']);
+    assert.deepEqual(await names(), ['prod', '1', 'dev', 'stage', 'alpha', 'edge', 'qa', 'zeta']);
+
+    // A broken valve.yaml on main: the last one that reads still orders them.
+    await commitSpec(`${reordered}  broken: [\n`);
+    assert.deepEqual(await names(), ['prod', '1', 'dev', 'stage', 'alpha', 'edge', 'qa', 'zeta']);
+  });
+
+  test('an environment says which team approves changes to it, and the request that waits', async (t) => {
+    t.after(stop);
+    await deployVersion(1);
+    await settle();
+    await commitSpec(`${appSpec}\n`);
+    await untilEnvironments(['prod']);
+    let prod = await deploy.environment('dev', 'hello', 'prod');
+    assert.deepEqual(prod.approval, { team: 'ops', timeoutMinutes: 30 });
+    assert.equal(prod.pendingApproval, null);
+    assert.equal((await deploy.environment('dev', 'hello', 'dev')).approval, null);
+    assert.deepEqual(await deploy.approvingTeams('dev', 'hello'), ['ops']);
+
+    const pending = await deploy.promote('dev', 'hello', 'dev', 'prod', alice);
+    assert.equal(pending.status, 'pending');
+    const approval = pending.status === 'pending' ? pending.approval : undefined!;
+    prod = await deploy.environment('dev', 'hello', 'prod');
+    assert.equal(prod.pendingApproval?.id, approval.id);
+    assert.equal(prod.pendingApproval?.team, 'ops');
+    assert.equal(prod.pendingApproval?.kind, 'promote');
+    assert.equal((await deploy.environment('dev', 'hello', 'dev')).pendingApproval, null);
+
+    // A request past its time is not pending, even before a poll marks it expired.
+    await store.db
+      .updateTable('deploy_approvals')
+      .set({ expires_at: new Date(Date.now() - 1000).toISOString() })
+      .execute();
+    assert.equal((await deploy.environment('dev', 'hello', 'prod')).pendingApproval, null);
+
+    // The rule as main has it: without approval the flag goes; a request still waiting keeps
+    // its team among the approving ones.
+    const again = await deploy.deploy('dev', 'hello', 'prod', 'v1', alice);
+    assert.equal(again.status, 'pending');
+    await commitSpec(appSpec.replace(/ {2}prod:\n {4}approval: .*\n/, '  prod: {}\n'));
+    prod = await deploy.environment('dev', 'hello', 'prod');
+    assert.equal(prod.approval, null);
+    assert.equal(prod.pendingApproval?.status, 'pending');
+    assert.deepEqual(await deploy.approvingTeams('dev', 'hello'), ['ops']);
+    assert.deepEqual(await deploy.approvingTeams('dev', 'nope'), []);
+    assert.deepEqual(await deploy.approvingTeams('..', 'hello'), []);
+  });
+
+  test("an environment with nothing deployed reports no other environment's commits", async (t) => {
+    t.after(stop);
+    const { commit } = await deployVersion(1);
+    await settle();
+    // valve.yaml on main names stage: an environment with no folder in the deploy repo.
+    await commitSpec(`${appSpec}\n`);
+    await untilEnvironments(['stage']);
+    const stage = await settle('stage');
+    assert.equal(stage.image, null);
+    assert.equal(stage.deployCommit, null, `not dev's ${commit}`);
+    assert.equal(stage.desiredCommit, null);
+    assert.equal(stage.sourceCommit, null);
+    assert.equal(stage.deployedAt, null);
+    const diff = await deploy.diff('dev', 'hello', 'stage');
+    assert.equal(diff.deployCommit, null);
+    assert.equal(diff.desiredCommit, null);
+    assert.deepEqual((await deploy.history('dev', 'hello', 'stage')).deploys, []);
+    const dev = await deploy.environment('dev', 'hello', 'dev');
+    assert.equal(dev.deployCommit, commit);
+    assert.equal(dev.desiredCommit, commit);
+
+    // A later deploy of dev moves the repo's head; stage still has nothing.
+    const second = await deployVersion(2);
+    await settle();
+    const after = await deploy.environment('dev', 'hello', 'stage');
+    assert.equal(after.deployCommit, null, `not dev's ${second.commit}`);
+    assert.equal(after.desiredCommit, null);
+
+    // Deployed, it has its own.
+    const own = await deployVersion(2, 'stage');
+    const deployed = await settle('stage');
+    assert.equal(deployed.deployCommit, own.commit);
+    assert.equal(deployed.desiredCommit, own.commit);
+    assert.equal(deployed.sourceCommit, own.revision);
+  });
+
+  test('an environment whose folder is gone keeps what it runs, and desires nothing', async (t) => {
+    t.after(stop);
+    // qa syncs by hand: its folder removed, it keeps running its version until a sync.
+    const { commit } = await deployVersion(1, 'qa');
+    await deploy.sync('dev', 'hello', 'qa', alice);
+    const paths = await listFilesAt(deployGitDir(), 'refs/heads/main', 'envs/qa');
+    await git.commit(
+      'dev/hello.deploy.git',
+      {
+        branch: 'main',
+        changes: Object.fromEntries(paths.map((p) => [p, { content: null }])),
+        message: 'remove qa',
+        author: { name: 'bob', email: 'bob@example.com' },
+      },
+      'bob',
+    );
+    const devDeploy = await deployVersion(2);
+    await settle();
+    const qa = await deploy.environment('dev', 'hello', 'qa');
+    assert.equal(qa.syncStatus, 'OutOfSync');
+    assert.equal(qa.deployCommit, commit, 'what it runs');
+    assert.equal(qa.desiredCommit, null, `not dev's ${devDeploy.commit}`);
+    assert.equal((await deploy.diff('dev', 'hello', 'qa')).desiredCommit, null);
   });
 
   test('a restarted service picks up where it was and applies nothing', async () => {

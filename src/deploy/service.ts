@@ -5,14 +5,17 @@
  * team was given. See README.md in this folder.
  */
 import type { Kysely } from 'kysely';
+import { isMap, isScalar, parseDocument } from 'yaml';
 import { ValveError, notFound } from '../errors.js';
 import type { EventBus } from '../events.js';
-import { readFileAt, runGit, type GitService } from '../git/index.js';
+import { listFilesAt, logCommits, readFileAt, runGit, type GitService } from '../git/index.js';
+import { now } from '../store/index.js';
 import { APP_SPEC_FILE, parseAppSpec, type AppSpec } from './appspec.js';
 import { resourceHealth, resourceId, type DiffItem } from './diff.js';
 import type { DeployTables } from './migrations.js';
 import {
   Promotions,
+  approvalView,
   type ApprovalView,
   type ChangeResult,
   type DeployRecord,
@@ -62,11 +65,16 @@ export interface EnvironmentView {
   /** Image reference with digest that was last applied: the environment's version. */
   image: string | null;
   digest: string | null;
+  /** Source commit of the image applied; null while nothing is deployed. */
   sourceCommit: string | null;
-  /** Deploy-repo commit last applied. */
+  /** Deploy-repo commit last applied; null while nothing is deployed. */
   deployCommit: string | null;
-  /** Deploy-repo commit that last changed the environment's folder (what is desired). */
+  /**
+   * Deploy-repo commit that last changed the environment's folder (what is desired); null
+   * while it has no folder.
+   */
   desiredCommit: string | null;
+  /** Null while nothing is deployed. */
   deployedAt: string | null;
   /** Last reconcile error (with file and line), why it waits, or the target's note. */
   message: string | null;
@@ -77,6 +85,13 @@ export interface EnvironmentView {
   /** A canary or blue-green rollout under way or just ended, as the target reports it. */
   rollout: WorkloadStatus['rollout'] | null;
   lastSync: SyncView | null;
+  /**
+   * Deploys, promotions and rollbacks into it wait for a member of `team` (`approval` of the
+   * environment in valve.yaml on the source repo's main branch); null: they need none.
+   */
+  approval: { team: string; timeoutMinutes: number } | null;
+  /** The change into it that waits for the approving team, if one does. */
+  pendingApproval: ApprovalView | null;
 }
 
 export interface ResourceView {
@@ -150,6 +165,32 @@ export function deploySettingsFromEnv(
 }
 
 const sourceRepoPath = (team: string, app: string) => `${team}/${app}.git`;
+/** Team and app names (auth's and apps' slug): anything else names no repo. */
+const NAME = /^[a-z0-9][a-z0-9-]{0,38}$/;
+/** Commits of valve.yaml looked back through for one that reads, while main's is broken. */
+const SPEC_LOOKBACK = 20;
+
+/** What the environments view takes from valve.yaml. */
+interface SpecEnvironments {
+  /** Environment names in the order valve.yaml lists them. */
+  order: string[];
+  approvals: Map<string, { team: string; timeoutMinutes: number }>;
+}
+
+/** Throws FileValidationError for a spec that does not validate. */
+function specEnvironments(text: string): SpecEnvironments {
+  const spec = parseAppSpec(text, APP_SPEC_FILE);
+  // The document's order: an object puts names that read as numbers ("1") first.
+  const listed = parseDocument(text).get('environments');
+  const order = isMap(listed)
+    ? listed.items.map((pair) => String(isScalar(pair.key) ? pair.key.value : pair.key))
+    : Object.keys(spec.environments);
+  const approvals = new Map<string, { team: string; timeoutMinutes: number }>();
+  for (const [name, env] of Object.entries(spec.environments))
+    if (env.approval)
+      approvals.set(name, { team: env.approval.team, timeoutMinutes: env.approval.timeoutMinutes });
+  return { order, approvals };
+}
 
 export class DeployService {
   readonly targets: TargetRegistry;
@@ -304,8 +345,16 @@ export class DeployService {
       .execute();
   }
 
+  /**
+   * The app's environments in valve.yaml's order (on the source repo's main branch), then
+   * those it does not list (a folder added to the deploy repo by hand) by name.
+   */
   async environments(team: string, app: string): Promise<EnvironmentView[]> {
-    const rows = await this.rows(team, app);
+    const [rows, spec, pending] = await Promise.all([
+      this.rows(team, app),
+      this.currentSpecEnvironments(team, app),
+      this.pendingApprovals(team, app),
+    ]);
     const lastSyncs = await this.options.db
       .selectFrom('deploy_syncs')
       .selectAll()
@@ -314,8 +363,21 @@ export class DeployService {
       .orderBy('started_at', 'desc')
       .limit(200)
       .execute();
+    // The reconciler records an environment without a folder at the repo's head, which is
+    // another environment's commit: such an environment has nothing desired. One without a
+    // folder runs nothing or is out of sync, so while all run and are synced, no git look.
+    const folders = rows.some((row) => !row.applied_image || row.sync_status !== 'Synced')
+      ? await this.environmentFolders(team, app)
+      : null;
+    const position = (name: string) => {
+      const at = spec?.order.indexOf(name) ?? -1;
+      return at < 0 ? Number.MAX_SAFE_INTEGER : at;
+    };
+    const ordered = [...rows].sort(
+      (a, b) => position(a.name) - position(b.name) || a.name.localeCompare(b.name),
+    );
     return Promise.all(
-      rows.map(async (row) => {
+      ordered.map(async (row) => {
         const targetName = row.target ?? 'local';
         let live: WorkloadStatus;
         try {
@@ -326,6 +388,8 @@ export class DeployService {
           live = missingStatus(row.app_key, error instanceof Error ? error.message : String(error));
         }
         const last = lastSyncs.find((sync) => sync.environment === row.name);
+        // Nothing deployed: no version, and no commit, source or time of one.
+        const deployed = row.applied_image !== null;
         return {
           name: row.name,
           url: live.url,
@@ -335,10 +399,10 @@ export class DeployService {
           digest: row.applied_image
             ? row.applied_image.slice(row.applied_image.indexOf('@') + 1)
             : null,
-          sourceCommit: row.source_commit,
-          deployCommit: row.applied_commit,
-          desiredCommit: row.desired_commit,
-          deployedAt: row.deployed_at,
+          sourceCommit: deployed ? row.source_commit : null,
+          deployCommit: deployed ? row.applied_commit : null,
+          desiredCommit: !folders || folders.has(row.name) ? row.desired_commit : null,
+          deployedAt: deployed ? row.deployed_at : null,
           message: row.message ?? live.message,
           target: targetName,
           sync: parsePolicy(row.sync_policy),
@@ -346,9 +410,81 @@ export class DeployService {
           instances: live.instances,
           rollout: live.rollout ?? null,
           lastSync: last ? syncView(last) : null,
+          approval: spec?.approvals.get(row.name) ?? null,
+          pendingApproval: pending.find((a) => a.environment === row.name) ?? null,
         };
       }),
     );
+  }
+
+  /**
+   * Teams whose members may read the app's environments without being in its team: those
+   * named by an environment's `approval` in valve.yaml (on main), and those a pending
+   * approval waits for. Empty for a name that is no app's.
+   */
+  async approvingTeams(team: string, app: string): Promise<string[]> {
+    if (!NAME.test(team) || !NAME.test(app)) return [];
+    if ((await this.rows(team, app)).length === 0) return [];
+    const [spec, pending] = await Promise.all([
+      this.currentSpecEnvironments(team, app),
+      this.pendingApprovals(team, app),
+    ]);
+    return [
+      ...new Set([
+        ...[...(spec?.approvals.values() ?? [])].map((approval) => approval.team),
+        ...pending.map((approval) => approval.team),
+      ]),
+    ];
+  }
+
+  /**
+   * valve.yaml's environments as the source repo's main branch has them, or while it is broken
+   * as the last commit that could be read had them; null when there is none.
+   */
+  private async currentSpecEnvironments(
+    team: string,
+    app: string,
+  ): Promise<SpecEnvironments | null> {
+    const gitDir = this.options.git.pathOf(sourceRepoPath(team, app));
+    const read = async (rev: string) => {
+      const content = await readFileAt(gitDir, rev, APP_SPEC_FILE);
+      if (!content) return null;
+      try {
+        return specEnvironments(content.toString());
+      } catch {
+        return null; // broken: the pipeline reports it with file and line
+      }
+    };
+    const atMain = await read('refs/heads/main');
+    if (atMain) return atMain;
+    for (const commit of await logCommits(gitDir, 'refs/heads/main', {
+      limit: SPEC_LOOKBACK,
+      path: APP_SPEC_FILE,
+    })) {
+      const earlier = await read(commit.sha);
+      if (earlier) return earlier;
+    }
+    return null;
+  }
+
+  /** Approvals still waiting (read only: past their time they count as expired already). */
+  private async pendingApprovals(team: string, app: string): Promise<ApprovalView[]> {
+    const rows = await this.options.db
+      .selectFrom('deploy_approvals')
+      .selectAll()
+      .where('app_key', '=', appKey(team, app))
+      .where('status', '=', 'pending')
+      .where('expires_at', '>', now())
+      .orderBy('requested_at', 'desc')
+      .execute();
+    return rows.map(approvalView);
+  }
+
+  /** Names of the environments that have a folder in the deploy repo at main. */
+  private async environmentFolders(team: string, app: string): Promise<Set<string>> {
+    const gitDir = this.options.git.pathOf(deployRepoPath(team, app));
+    const paths = await listFilesAt(gitDir, 'refs/heads/main', 'envs');
+    return new Set(paths.map((path) => path.split('/')[1]!));
   }
 
   async environment(team: string, app: string, name: string): Promise<EnvironmentView> {
@@ -388,8 +524,9 @@ export class DeployService {
         : items.length > 0 || row.sync_status === 'OutOfSync'
           ? 'OutOfSync'
           : (row.sync_status as SyncStatus),
-      desiredCommit: observation.revision?.sha ?? row.desired_commit,
-      deployCommit: row.applied_commit,
+      // No folder: nothing desired (the row holds the repo's head then, another's commit).
+      desiredCommit: observation.revision?.sha ?? null,
+      deployCommit: row.applied_image ? row.applied_commit : null,
       error: observation.error?.message ?? null,
       resources,
       items,
@@ -426,6 +563,11 @@ export class DeployService {
   /** Reconciles every environment of the app now (e.g. after a commit). */
   reconcileApp(team: string, app: string): Promise<void> {
     return this.reconciler.refreshApp(team, app);
+  }
+
+  /** Runs the reconciler's poll now (or waits for the one under way), e.g. for a bench. */
+  pollNow(): Promise<void> {
+    return this.reconciler.pollNow();
   }
 
   // ---- changes ----

@@ -77,6 +77,29 @@ export interface TargetDriverOptions {
   logger?: TargetLogger;
 }
 export type TargetFactory = (options: TargetDriverOptions) => Target | Promise<Target>;
+type DriverKind = Exclude<TargetKind, 'local'>;
+
+/**
+ * How drivers on this host pull images from Valve's own registry (podman): the registry's
+ * address and a short-lived pull token the server mints per repository. Podman then fetches
+ * only the layers it lacks; without this it loads each new image whole from `images`.
+ */
+export interface RegistryPull {
+  /** `host:port` the server listens on; asked at each pull (the port is known once it listens). */
+  host: () => string;
+  /** A token that may pull `repo` and nothing else, for the target `name` of `team`. */
+  pullToken: (repo: string, target: { team: string; name: string }) => Promise<string>;
+}
+
+/** The Basic username podman sends with a pull token (the token endpoint ignores it). */
+export const PULL_TOKEN_USERNAME = 'valve-deploy';
+
+/** Drivers that pull from Valve's registry through `pull`, for `TargetRegistryOptions.drivers`. */
+export function registryPullDrivers(
+  pull: RegistryPull,
+): Partial<Record<DriverKind, TargetFactory>> {
+  return { podman: async (options) => (await loadDriver('podman', pull))(options) };
+}
 
 export interface TargetView {
   name: string;
@@ -103,7 +126,7 @@ export interface TargetRegistryOptions {
   images?: ImageSource;
   logger?: TargetLogger;
   /** Drivers by kind; absent ones are imported from targets/<kind>/index.ts when first used. */
-  drivers?: Partial<Record<Exclude<TargetKind, 'local'>, TargetFactory>>;
+  drivers?: Partial<Record<DriverKind, TargetFactory>>;
 }
 
 const sealedFields = ['token'] as const;
@@ -287,13 +310,16 @@ export class TargetRegistry {
   }
 }
 
-const driverModules: Record<Exclude<TargetKind, 'local'>, { path: string; exported: string }> = {
+const driverModules: Record<DriverKind, { path: string; exported: string }> = {
   podman: { path: './targets/podman/index.js', exported: 'PodmanTarget' },
   kubernetes: { path: './targets/kubernetes/index.js', exported: 'KubernetesTarget' },
 };
 
-/** Imports a driver by kind; DEPLOY_TARGET_NO_DRIVER when this build does not have it. */
-async function loadDriver(kind: Exclude<TargetKind, 'local'>): Promise<TargetFactory> {
+/**
+ * Imports a driver by kind; DEPLOY_TARGET_NO_DRIVER when this build does not have it. With
+ * `pull`, podman targets pull from Valve's registry (loading from `images` when that fails).
+ */
+async function loadDriver(kind: DriverKind, pull?: RegistryPull): Promise<TargetFactory> {
   const { path, exported } = driverModules[kind];
   let loaded: Record<string, unknown>;
   try {
@@ -322,5 +348,35 @@ async function loadDriver(kind: Exclude<TargetKind, 'local'>): Promise<TargetFac
           portBase: options.portBase,
           images: options.images,
           logger: options.logger,
+          ...(pull ? { registry: podmanRegistryAccess(pull, options) } : {}),
         });
+}
+
+/**
+ * PodmanTargetOptions.registry for a team's target: a token per pull, for one repository of
+ * the team's own (the first part of a repository name is its team); another team's image is
+ * loaded from `images` instead.
+ */
+function podmanRegistryAccess(pull: RegistryPull, options: TargetDriverOptions) {
+  const target = { team: options.team, name: options.name };
+  return {
+    host: () => dialable(pull.host()),
+    credentials: async (repo: string) => {
+      if (!repo.startsWith(`${target.team}/`))
+        throw new Error(
+          `target ${target.name} of team ${target.team} pulls only that team's images`,
+        );
+      return { username: PULL_TOKEN_USERNAME, password: await pull.pullToken(repo, target) };
+    },
+  };
+}
+
+/** The server's listen address as a client on this host dials it: a wildcard is loopback. */
+export function dialable(hostPort: string): string {
+  const colon = hostPort.lastIndexOf(':');
+  const host = hostPort.slice(0, colon);
+  const port = hostPort.slice(colon + 1);
+  if (host === '0.0.0.0') return `127.0.0.1:${port}`;
+  if (host === '::' || host === '[::]') return `[::1]:${port}`;
+  return hostPort;
 }

@@ -6,9 +6,13 @@ export {
   listFilesAt,
   readCommit,
   logCommits,
+  openObjectReader,
+  readBranchHead,
   resolveRef,
   runGit,
   ZERO_OID,
   type CommitInfo,
   type FileChange,
+  type ObjectReader,
+  type TreeFile,
 } from './plumbing.js';

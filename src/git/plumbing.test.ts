@@ -9,8 +9,10 @@ import {
   initBareRepo,
   listFilesAt,
   readCommit,
+  readBranchHead,
   readFileAt,
   resolveRef,
+  runGit,
 } from './plumbing.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'valve-git-'));
@@ -70,4 +72,28 @@ test('a commit built on a stale parent is refused and the branch is unchanged', 
     (error: unknown) => error instanceof ValveError && error.code === 'CONFLICT',
   );
   assert.equal(await resolveRef(repo, 'refs/heads/main'), winner);
+});
+
+test('readBranchHead reads loose and packed refs, and a missing branch is null', async () => {
+  const repo = join(dir, 'c.git');
+  await initBareRepo(repo);
+  assert.equal(await readBranchHead(repo, 'main'), null);
+  const first = await commitFiles(repo, {
+    branch: 'main',
+    changes: { f: { content: '1' } },
+    message: 'first',
+    author,
+  });
+  assert.equal(await readBranchHead(repo, 'main'), first);
+  // `git gc` / `pack-refs` moves the ref into packed-refs and deletes the loose file.
+  await runGit(repo, ['pack-refs', '--all', '--prune']);
+  assert.equal(await readBranchHead(repo, 'main'), first);
+  const second = await commitFiles(repo, {
+    branch: 'main',
+    changes: { f: { content: '2' } },
+    message: 'second',
+    author,
+  });
+  assert.equal(await readBranchHead(repo, 'main'), second);
+  assert.equal(await readBranchHead(repo, 'other'), null);
 });

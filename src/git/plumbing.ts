@@ -4,7 +4,7 @@
  * compare-and-swap ref update so two writers can never lose each other's commit.
  */
 import { spawn } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,6 +69,25 @@ export async function resolveRef(gitDir: string, ref: string): Promise<string | 
     },
   );
   return code === 0 ? stdout.toString().trim() : null;
+}
+
+/**
+ * The commit a branch points to, or null. Read from the branch's loose ref file when it has
+ * one (git's files backend keeps `<gitDir>/refs/heads/<branch>` as the hex object name and a
+ * newline, written to a lock file and renamed, so a read never sees half of it; see
+ * gitrepository-layout(5)); otherwise (packed refs, reftable, a symbolic ref) through
+ * `git rev-parse`. By hand because the reconciler reads the head of every deploy repo on each
+ * poll: a git process per read costs milliseconds of CPU, the file read microseconds.
+ */
+export async function readBranchHead(gitDir: string, branch: string): Promise<string | null> {
+  try {
+    const text = await readFile(join(gitDir, 'refs', 'heads', branch), 'latin1');
+    if (/^(?:[0-9a-f]{40}|[0-9a-f]{64})\n?$/.test(text)) return text.trim();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
+  }
+  return resolveRef(gitDir, `refs/heads/${branch}`);
 }
 
 /** All refs with the commit they point to. */
@@ -219,4 +238,134 @@ export async function commitFiles(gitDir: string, request: CommitRequest): Promi
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/** An object of a repository, read by name. */
+export interface GitObject {
+  oid: string;
+  type: 'blob' | 'tree' | 'commit' | 'tag';
+  content: Buffer;
+}
+
+/** A file in a tree: its blob and its mode (`100644`, `100755`, `120000`). */
+export interface TreeFile {
+  oid: string;
+  mode: string;
+}
+
+/**
+ * Many reads through one `git cat-file --batch` process instead of a process each (on a busy
+ * machine every git process costs tens of milliseconds). Answers come in the order asked.
+ * Meant for the reads of one request: `close()` ends the process.
+ */
+export interface ObjectReader {
+  /** An object by name (`<rev>:<path>`, a ref, an object id), or null when it names none. */
+  read(name: string): Promise<GitObject | null>;
+  /** A file's content at a revision, or null when `<rev>:<path>` is no file. */
+  readFile(rev: string, path: string): Promise<Buffer | null>;
+  /**
+   * The files under `dir` at a revision, recursive, by path from the repo root, in the order
+   * `git ls-tree -r` lists them (submodules left out); empty when there is no such folder.
+   */
+  listFiles(rev: string, dir: string): Promise<Map<string, TreeFile>>;
+  /** Ends the process once the reads asked for are answered. */
+  close(): void;
+}
+
+export function openObjectReader(gitDir: string): ObjectReader {
+  const child = spawn('git', ['--git-dir', gitDir, 'cat-file', '--batch'], {
+    env: { ...process.env, GIT_TERMINAL_PROMPT: '0' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const waiting: { resolve: (found: GitObject | null) => void; reject: (error: Error) => void }[] =
+    [];
+  const stderr: Buffer[] = [];
+  let output: Buffer = Buffer.alloc(0);
+  let ended: Error | null = null;
+  let closed = false;
+  const end = (error: Error) => {
+    ended ??= error;
+    for (const read of waiting.splice(0)) read.reject(ended);
+  };
+  child.on('error', end);
+  child.on('close', (code) => {
+    const message = Buffer.concat(stderr).toString().trim();
+    end(
+      new ValveError(
+        'GIT_FAILED',
+        code === 0 && !message
+          ? 'git cat-file: the reader is closed'
+          : `git cat-file failed: ${message || `exit ${code}`}`,
+      ),
+    );
+  });
+  child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+  child.stdin.on('error', () => undefined);
+  child.stdout.on('data', (chunk: Buffer) => {
+    output = output.length ? Buffer.concat([output, chunk]) : chunk;
+    for (;;) {
+      const newline = output.indexOf(10);
+      if (newline < 0) return;
+      // `<oid> <type> <size>` and the content, or `<name> missing` (or `ambiguous`).
+      const header = /^([0-9a-f]{40}|[0-9a-f]{64}) (blob|tree|commit|tag) (\d+)$/.exec(
+        output.toString('latin1', 0, newline),
+      );
+      if (!header) {
+        output = output.subarray(newline + 1);
+        waiting.shift()?.resolve(null);
+        continue;
+      }
+      const start = newline + 1;
+      const size = Number(header[3]);
+      if (output.length < start + size + 1) return;
+      const content = Buffer.from(output.subarray(start, start + size));
+      output = output.subarray(start + size + 1);
+      waiting.shift()?.resolve({ oid: header[1]!, type: header[2] as GitObject['type'], content });
+    }
+  });
+
+  const read = (name: string): Promise<GitObject | null> => {
+    if (ended) return Promise.reject(ended);
+    if (closed)
+      return Promise.reject(new ValveError('GIT_FAILED', 'git cat-file: the reader is closed'));
+    if (name.includes('\n'))
+      return Promise.reject(new Error(`object name with a newline: ${name}`));
+    return new Promise((resolve, reject) => {
+      waiting.push({ resolve, reject });
+      child.stdin.write(`${name}\n`);
+    });
+  };
+  const walk = async (name: string, prefix: string, files: Map<string, TreeFile>) => {
+    const tree = await read(name);
+    if (tree?.type !== 'tree') return;
+    // Entries: `<mode> <name>\0` and the object id in binary.
+    const { content } = tree;
+    const idBytes = tree.oid.length / 2;
+    for (let at = 0; at < content.length;) {
+      const space = content.indexOf(32, at);
+      const nul = content.indexOf(0, space);
+      const mode = content.toString('latin1', at, space);
+      const path = `${prefix ? `${prefix}/` : ''}${content.toString('utf8', space + 1, nul)}`;
+      const oid = content.toString('hex', nul + 1, nul + 1 + idBytes);
+      at = nul + 1 + idBytes;
+      if (mode === '40000') await walk(oid, path, files);
+      else if (mode !== '160000') files.set(path, { oid, mode });
+    }
+  };
+  return {
+    read,
+    async readFile(rev, path) {
+      const found = await read(`${rev}:${path}`);
+      return found?.type === 'blob' ? found.content : null;
+    },
+    async listFiles(rev, dir) {
+      const files = new Map<string, TreeFile>();
+      await walk(`${rev}:${dir}`, dir.replace(/\/+$/, ''), files);
+      return files;
+    },
+    close() {
+      closed = true;
+      child.stdin.end();
+    },
+  };
 }

@@ -367,6 +367,40 @@ describe('token flow over HTTP', () => {
     assert.equal(push.statusCode, 401);
   });
 
+  test('a token given as the Basic password is traded for one covering at most the same', async () => {
+    // What a deploy target's podman does with the pull token the server minted for it.
+    const minted = await tokens.issue(
+      'deploy-target:team-a/box',
+      [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }],
+      new Date(Date.now() - 100_000),
+    );
+    const asBasic = (token: string) =>
+      `Basic ${Buffer.from(`valve-deploy:${token}`).toString('base64')}`;
+    const traded = await tokenFor(
+      asBasic(minted.token),
+      'repository:team-a/app:pull,push',
+      'repository:team-a/other:pull',
+    );
+    assert.equal(traded.statusCode, 200, traded.body);
+    const body = traded.json() as { token: string; expires_in: number };
+    const claims = await tokens.verify(body.token);
+    assert.equal(claims?.subject, 'deploy-target:team-a/box');
+    assert.deepEqual(claims?.access, [
+      { type: 'repository', name: 'team-a/app', actions: ['pull'] },
+    ]);
+    assert.ok(body.expires_in <= 200, `expires in ${body.expires_in} s, not later than the first`);
+
+    const expired = await tokens.issue(
+      'deploy-target:team-a/box',
+      [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }],
+      new Date(Date.now() - 301_000),
+    );
+    const foreign = await new RegistryTokens(randomBytes(32)).issue('alice', []);
+    for (const token of [expired.token, foreign.token]) {
+      assert.equal((await tokenFor(asBasic(token), 'repository:team-a/app:pull')).statusCode, 401);
+    }
+  });
+
   test('expired, foreign and tampered tokens are refused; Basic keeps working', async () => {
     const access = [{ type: 'repository', name: 'team-a/app', actions: ['pull'] }];
     const expired = await tokens.issue('alice', access, new Date(Date.now() - 301_000));

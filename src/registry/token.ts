@@ -142,6 +142,20 @@ export function bearerRegistryToken(request: FastifyRequest): string | undefined
   return isJwtShaped(token) ? token : undefined;
 }
 
+/**
+ * A registry token given as the Basic password (`<any name>:<jwt>`): all that podman and
+ * skopeo can hand the token endpoint, so how a token this server minted for them (a deploy
+ * target's pull) reaches it.
+ */
+export function basicRegistryToken(request: FastifyRequest): string | undefined {
+  const [scheme, value = ''] = (request.headers.authorization ?? '').split(' ', 2);
+  if (scheme?.toLowerCase() !== 'basic') return undefined;
+  const decoded = Buffer.from(value.trim(), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  const secret = colon >= 0 ? decoded.slice(colon + 1) : '';
+  return isJwtShaped(secret) ? secret : undefined;
+}
+
 export function isJwtShaped(token: string): boolean {
   return /^[\w-]+\.[\w-]+\.[\w-]+$/.test(token);
 }
@@ -180,23 +194,32 @@ export class RegistryTokens {
     return new RegistryTokens(key);
   }
 
+  /** A token for `access`, valid `ttlSeconds` from `now`, or until `notAfter` when sooner. */
   async issue(
     subject: string | null,
     access: ResourceAccess[],
     now = new Date(),
+    notAfter?: Date,
   ): Promise<IssuedToken> {
     const issuedAt = new Date(Math.floor(now.getTime() / 1000) * 1000);
     const seconds = issuedAt.getTime() / 1000;
+    const expiresIn = Math.max(
+      0,
+      Math.min(
+        this.ttlSeconds,
+        notAfter ? Math.floor(notAfter.getTime() / 1000) - seconds : this.ttlSeconds,
+      ),
+    );
     const jwt = new SignJWT({ access })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setIssuer(ISSUER)
       .setAudience(this.service)
       .setIssuedAt(seconds)
       .setNotBefore(seconds)
-      .setExpirationTime(seconds + this.ttlSeconds)
+      .setExpirationTime(seconds + expiresIn)
       .setJti(randomBytes(16).toString('base64url'));
     if (subject !== null) jwt.setSubject(subject);
-    return { token: await jwt.sign(this.key), expiresIn: this.ttlSeconds, issuedAt };
+    return { token: await jwt.sign(this.key), expiresIn, issuedAt };
   }
 
   /** The claims of a token this server signed for this service and that is in date; else null. */
@@ -276,7 +299,8 @@ export interface RegistryTokenRoutesOptions {
 /**
  * `GET /auth/registry/token?service=&scope=...`: answers `{token, access_token, expires_in,
  * issued_at}`. Anonymous callers get a token too (pull of public repositories); bad
- * credentials get 401, as the spec asks.
+ * credentials get 401, as the spec asks. A registry token given as the Basic password is
+ * traded for one holding at most what it covers, expiring no later.
  */
 export function registryTokenRoutes(options: RegistryTokenRoutesOptions) {
   const { tokens } = options;
@@ -290,12 +314,26 @@ export function registryTokenRoutes(options: RegistryTokenRoutesOptions) {
           `unknown service "${service}"; this server issues tokens for "${tokens.service}"`,
         );
       }
-      const subject = await options.subject(request);
+      let subject: string | null;
+      let can: (repo: string, action: RegistryAction) => Promise<boolean>;
+      let notAfter: Date | undefined;
+      const presented = basicRegistryToken(request);
+      if (presented !== undefined) {
+        const claims = await tokens.verify(presented);
+        if (!claims)
+          throw new ValveError('AUTH_BAD_CREDENTIALS', 'the registry token is not valid any more');
+        subject = claims.subject;
+        can = async (repo, action) => covers(claims.access, repo, action);
+        notAfter = claims.expiresAt;
+      } else {
+        subject = await options.subject(request);
+        can = async (repo, action) => (await options.authorize(request, repo, action)) === 'ok';
+      }
       const access = await grantAccess(parseScopes(query.getAll('scope')), {
         signedIn: subject !== null,
-        can: async (repo, action) => (await options.authorize(request, repo, action)) === 'ok',
+        can,
       });
-      const issued = await tokens.issue(subject, access);
+      const issued = await tokens.issue(subject, access, new Date(), notAfter);
       request.log.info({ subject, access }, 'registry token issued');
       return reply.header('Cache-Control', 'no-store').send({
         token: issued.token,

@@ -7,7 +7,11 @@
  * the history. Then valve.yaml gains `stage`, and dev is promoted to stage from the UI (stage
  * runs dev's digest); it gains `prod` (approved by team dev) and `qa` (synced by hand): stage to
  * prod, chosen of the two, waits for an approval given by clicking Approve; stage to qa leaves
- * qa OutOfSync with a diff until Sync is clicked. A viewer sees the pages without any action.
+ * qa OutOfSync with a diff until Sync is clicked. The app page lists the environments in
+ * valve.yaml's order, prod's card with its approval badge. Then prod's approval moves to team
+ * ops: olga, in ops but not in the app's team, reads prod's page (approval pending, diff,
+ * history, no actions), approves a promotion there, and is refused a sync, a deploy and the
+ * app's secrets; a user in neither team gets 404. A viewer sees the pages without any action.
  *
  * Needs the console built (`npm run build:console`) and Chromium at /usr/bin/chromium.
  */
@@ -438,8 +442,121 @@ step('qa syncs manually: OutOfSync with a diff until Sync is clicked', async () 
   await page.goto(at(`/apps/${repo}`));
   for (const env of ['dev', 'stage', 'prod', 'qa'])
     await page.locator(`${testId('env-card')}[data-env="${env}"][data-health="healthy"]`).waitFor();
+  // valve.yaml's order, not the names' (prod, qa, stage would come first that way).
+  assert.deepEqual(
+    await page
+      .locator(testId('env-card'))
+      .evaluateAll((cards) => cards.map((card) => card.getAttribute('data-env'))),
+    ['dev', 'stage', 'prod', 'qa'],
+  );
+  const badge = page.locator(`${testId('env-card')}[data-env="prod"] ${testId('env-approval')}`);
+  assert.equal(await badge.getAttribute('data-team'), team);
+  assert.equal(await badge.getAttribute('data-pending'), 'false');
+  assert.equal(await badge.innerText(), `approval: ${team}`);
+  assert.equal(
+    await page.locator(`${testId('env-card')}[data-env="dev"] ${testId('env-approval')}`).count(),
+    0,
+  );
   await page.screenshot({ path: `${SCREENSHOTS}-environments.png`, fullPage: true });
 });
+
+step(
+  "a member of the approving team outside the app's team reads prod's page and approves there",
+  async () => {
+    const olga = await signup(valve, 'olga', 'ops', password);
+    const sam = await signup(valve, 'sam', 'web', password);
+    const spec = join(workDir, appName, 'valve.yaml');
+    const before = readFileSync(spec, 'utf8');
+    const moved = before.replace(/(\n {2}prod:\n {4}approval:\n {6}team: )dev\n/, '$1ops\n');
+    assert.notEqual(moved, before, 'prod approved by ops now');
+    writeFileSync(spec, moved);
+    setVersion('v3');
+    await push('version v3; prod approved by team ops');
+    const dev = await serves('dev', greeting('v3'));
+    const asked = await api<{ status: string; approval: { id: string; team: string } }>(
+      valve,
+      ada.token,
+      'POST',
+      `/api/apps/${repo}/promote`,
+      { from: 'dev', to: 'prod' },
+    );
+    assert.equal(asked.status, 202, JSON.stringify(asked.body));
+    assert.equal(asked.body.approval.team, 'ops');
+
+    // The API: olga reads the environments in valve.yaml's order, changes nothing, sees no
+    // secrets; sam, in neither team, sees nothing.
+    const envs = await api<{ name: string; approval: { team: string } | null }[]>(
+      valve,
+      olga.token,
+      'GET',
+      `/api/apps/${repo}/environments`,
+    );
+    assert.equal(envs.status, 200, JSON.stringify(envs.body));
+    assert.deepEqual(
+      envs.body.map((env) => [env.name, env.approval?.team ?? null]),
+      [
+        ['dev', null],
+        ['stage', null],
+        ['prod', 'ops'],
+        ['qa', null],
+      ],
+    );
+    for (const [path, body] of [
+      [`/api/apps/${repo}/environments/prod/sync`, {}],
+      [`/api/apps/${repo}/environments/prod/deploy`, { image: dev.digest }],
+      [`/api/apps/${repo}/promote`, { from: 'dev', to: 'qa' }],
+    ] as const) {
+      const refused = await api(valve, olga.token, 'POST', path, body);
+      assert.equal(refused.status, 403, `${path}: ${JSON.stringify(refused.body)}`);
+    }
+    for (const path of [`/api/apps/${repo}/secrets`, `/api/apps/${repo}`]) {
+      const hidden = await api(valve, olga.token, 'GET', path);
+      assert.equal(hidden.status, 404, `${path}: ${JSON.stringify(hidden.body)}`);
+    }
+    for (const path of [
+      `/api/apps/${repo}/environments`,
+      `/api/apps/${repo}/environments/prod/history`,
+      `/api/apps/${repo}/approvals`,
+    ]) {
+      const hidden = await api(valve, sam.token, 'GET', path);
+      assert.equal(hidden.status, 404, `${path}: ${JSON.stringify(hidden.body)}`);
+    }
+
+    // The console: prod's page with the approval pending, read only but for the decision.
+    await context.clearCookies();
+    await signIn('olga');
+    await page.goto(at(envPage('prod')));
+    await page.locator(`${testId('environment-page')}[data-env="prod"]`).waitFor();
+    await page.locator(testId('env-approver-note')).waitFor();
+    const badge = page.locator(`${testId('env-approval')}[data-pending="true"]`);
+    await badge.waitFor();
+    assert.equal(await badge.getAttribute('data-team'), 'ops');
+    assert.equal(await badge.innerText(), 'approval pending: ops');
+    await page.locator(testId('env-diff')).waitFor();
+    await page
+      .locator(`${testId('history-row')}[data-trigger="promote"]`)
+      .first()
+      .waitFor();
+    for (const action of ['promote-open', 'env-sync-button', 'history-rollback', 'env-app-link'])
+      assert.equal(await page.locator(testId(action)).count(), 0, `no ${action}`);
+    const approval = page.locator(
+      `${testId('deploy-approval')}[data-approval="${asked.body.approval.id}"][data-status="pending"]`,
+    );
+    await approval.waitFor();
+    await page.screenshot({ path: `${SCREENSHOTS}-approver.png`, fullPage: true });
+    await approval.locator(testId('deploy-approval-comment')).fill('ops says yes');
+    await approval.locator(testId('deploy-approval-approve')).click();
+    await approval.waitFor({ state: 'detached' });
+
+    const prod = await serves('prod', greeting('v3'));
+    assert.equal(prod.digest, dev.digest);
+    await page
+      .locator(`${testId('history-row')}[data-trigger="promote"][data-digest="${dev.digest}"]`)
+      .filter({ hasText: 'approved by olga' })
+      .waitFor();
+    await page.locator(`${testId('env-approval')}[data-pending="false"]`).waitFor();
+  },
+);
 
 step('a viewer sees the environment page without any action', async () => {
   const deploys = (

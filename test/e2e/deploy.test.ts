@@ -278,8 +278,14 @@ step('promotion to prod waits for a member of the approving team', async () => {
   assert.equal(refused.status, 403);
   assert.match(refused.body.error.message, /only members of team ops/);
 
-  // Bob is in ops only: he sees the approvals his team decides, and nothing else of the app.
-  assert.equal((await api(valve, bob.token, 'GET', `/api/apps/${app}/environments`)).status, 404);
+  // Bob is in ops only: he reads the environments and the approvals his team decides, changes
+  // no environment (403) and sees nothing else of the app (404).
+  assert.equal((await api(valve, bob.token, 'GET', `/api/apps/${app}/environments`)).status, 200);
+  assert.equal(
+    (await api(valve, bob.token, 'POST', `/api/apps/${app}/environments/prod/sync`, {})).status,
+    403,
+  );
+  assert.equal((await api(valve, bob.token, 'GET', `/api/apps/${app}/runs`)).status, 404);
   const listed = await api<Approval[]>(valve, bob.token, 'GET', `/api/apps/${app}/approvals`);
   assert.equal(listed.status, 200);
   assert.deepEqual(

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ApiClient, appApiPath, parseAppRef, table } from '../client.js';
 import type { AppView, CommitStatusView, EnvironmentView } from '../views.js';
-import { ago, branchOf, shortDigest, workflowFile } from '../views.js';
+import { ago, approvalLabel, branchOf, shortDigest, workflowFile } from '../views.js';
 
 export function registerApps(program: Command) {
   const apps = program.command('apps').description('list your apps, or create one');
@@ -18,11 +18,12 @@ export function registerApps(program: Command) {
               HEALTH: env?.health ?? '',
               VERSION: shortDigest(env?.image ?? null),
               URL: env?.url ?? '',
+              APPROVAL: env ? approvalLabel(env) : '',
               'LAST RUN': app.lastRun ? `#${app.lastRun.number} ${app.lastRun.status}` : '',
             }),
           ),
         ),
-        ['APP', 'ENV', 'HEALTH', 'VERSION', 'URL', 'LAST RUN'],
+        ['APP', 'ENV', 'HEALTH', 'VERSION', 'URL', 'APPROVAL', 'LAST RUN'],
       ),
     );
   });
@@ -49,7 +50,7 @@ export function registerStatus(program: Command) {
   program
     .command('status')
     .description(
-      "an app's last run and its commit's status; environments: health, version, URL, instances",
+      "an app's last run and its commit's status; environments: health, version, URL, approval, instances",
     )
     .argument('<team/app>')
     .action(async (ref: string) => {
@@ -79,6 +80,13 @@ export function registerStatus(program: Command) {
         if (env.sourceCommit)
           console.log(
             `  source: ${env.sourceCommit.slice(0, 12)}   deployed ${ago(env.deployedAt)}`,
+          );
+        if (env.approval)
+          console.log(`  approval: changes wait for a member of team ${env.approval.team}`);
+        const waiting = env.pendingApproval;
+        if (waiting)
+          console.log(
+            `  waiting:  ${waiting.summary} (asked by ${waiting.requestedBy}; valve approve ${view.team}/${view.name} --id ${waiting.id})`,
           );
         if (env.message) console.log(`  note:   ${env.message}`);
         for (const i of env.instances)

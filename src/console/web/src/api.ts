@@ -49,10 +49,11 @@ export interface Environment {
   /** Image reference with digest last applied: the version. */
   image: string | null;
   digest: string | null;
+  /** Null while nothing is deployed (as are deployCommit and deployedAt). */
   sourceCommit: string | null;
   /** Deploy-repo commit last applied. */
   deployCommit: string | null;
-  /** Deploy-repo commit that last changed the environment's folder. */
+  /** Deploy-repo commit that last changed the environment's folder; null without one. */
   desiredCommit: string | null;
   deployedAt: string | null;
   /** Last reconcile error (file:line:column for a manifest), why it waits, or the target's note. */
@@ -65,6 +66,10 @@ export interface Environment {
   lastSync: Sync | null;
   /** The last canary or blue-green rollout, where the API reports one. */
   rollout?: Rollout | null;
+  /** Changes to it wait for a member of `team` (valve.yaml on main); null: they need none. */
+  approval: { team: string; timeoutMinutes: number } | null;
+  /** The change into it waiting for the approving team. */
+  pendingApproval: DeployApproval | null;
 }
 
 export type JobStatus =

@@ -1,4 +1,4 @@
-import { unfinishedRolloutPhases, type RolloutController } from '../rollout.js';
+import type { RolloutController } from '../rollout.js';
 import { describeWorkloadStatus, missingStatus, sameSpec } from '../shared/workload-status.js';
 import type { WorkloadStatus } from '../target.js';
 import type { Instance } from './instance.js';
@@ -8,6 +8,12 @@ import type { LocalRolloutBackends } from './rollout-backends.js';
 import type { WorkloadRecord } from './state-file.js';
 
 export { missingStatus, sameSpec };
+// The local names of the shared routing and settling (local-target.ts and rollout-backends.ts
+// import them from here).
+export {
+  routeThroughProxies as routeWorkload,
+  settleUnfinishedRollout as settleRollout,
+} from '../shared/proxy-rollout.js';
 
 /** One workload as the local target holds it in memory. */
 export interface Workload {
@@ -44,20 +50,6 @@ export function newWorkload(record: WorkloadRecord): Workload {
   };
 }
 
-/**
- * Points the addresses at the instances that pass readiness: the stable address at the active
- * ones, plus the candidates at `canaryWeight`; the preview address at the candidates.
- */
-export function routeWorkload(workload: Workload): void {
-  const ready = (role: 'active' | 'candidate') =>
-    workload.instances
-      .filter((instance) => instance.record.role === role && instance.ready)
-      .map((instance) => ({ id: instance.id, port: instance.record.port }));
-  workload.proxy?.setBackends(ready('active'));
-  workload.proxy?.setCanary(ready('candidate'), workload.canaryWeight);
-  workload.preview?.setBackends(ready('candidate'));
-}
-
 /** The status of a workload, given its drift. */
 export function describeWorkload(
   workload: Workload,
@@ -67,30 +59,4 @@ export function describeWorkload(
   const status = describeWorkloadStatus(workload, host, drift);
   if (workload.record.rollout) status.rollout = { ...workload.record.rollout };
   return status;
-}
-
-/**
- * A rollout the previous server did not finish: recovery stops its candidates, so it is
- * rolled back, unless its switch was saved (then it was promoted).
- */
-export function settleRollout(record: WorkloadRecord): void {
-  const { rollout, serving, desired } = record;
-  if (!rollout || !unfinishedRolloutPhases.includes(rollout.phase)) return;
-  const promoted =
-    serving !== null &&
-    desired !== null &&
-    serving.image.digest === rollout.canaryImage &&
-    sameSpec(serving, desired);
-  const message = promoted
-    ? 'promoted (its switch was saved before the server restarted)'
-    : `rolled back: the server restarted during the rollout at step ${rollout.step}; the stable version serves`;
-  record.rollout = {
-    ...rollout,
-    phase: promoted ? 'promoted' : 'rolled-back',
-    weight: promoted ? 100 : 0,
-    previewUrl: null,
-    message,
-    updatedAt: new Date().toISOString(),
-  };
-  if (!promoted) record.message = message;
 }

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 
 /**
  * The `podman` command line, which is how this target drives podman: the CLI is podman's
@@ -62,6 +63,54 @@ export class PodmanCli {
     const result = await this.run(args, options);
     if (result.code !== 0) throw new PodmanError(args, result);
     return result.stdout;
+  }
+
+  /**
+   * Runs podman and hands its stdout to `read` as it arrives (`podman export`, `podman cp`),
+   * for output too large to hold. When `read` settles before the output ends, podman is killed
+   * (it may have much more to say, and does not stop on a closed pipe). Throws a PodmanError
+   * when podman failed while `read` was still reading.
+   */
+  async stream<T>(
+    args: string[],
+    read: (stdout: Readable) => Promise<T>,
+    options: { timeoutMs?: number } = {},
+  ): Promise<T> {
+    const child = spawn(this.binary, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: options.timeoutMs,
+      killSignal: 'SIGKILL',
+    });
+    const stderr: Buffer[] = [];
+    child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+    const exited = new Promise<number>((resolve) => {
+      child.on('error', (error) => {
+        stderr.push(Buffer.from(error.message));
+        resolve(127);
+      });
+      child.on('close', (code) => resolve(code ?? 1));
+    });
+    let outcome: { value: T } | { error: unknown };
+    try {
+      outcome = { value: await read(child.stdout) };
+    } catch (error) {
+      outcome = { error };
+    }
+    const early = !child.stdout.readableEnded;
+    if (early) {
+      child.stdout.destroy();
+      child.kill('SIGKILL');
+    }
+    const code = await exited;
+    if (!early && code !== 0) {
+      throw new PodmanError(args, {
+        code,
+        stdout: '',
+        stderr: Buffer.concat(stderr).toString('utf8'),
+      });
+    }
+    if ('error' in outcome) throw outcome.error;
+    return outcome.value;
   }
 
   /**

@@ -15,6 +15,11 @@ export const labelKeys = {
   instance: 'valve.dev/instance',
   /** Manifest digest of the image, as the spec pinned it. */
   image: 'valve.dev/image',
+  /**
+   * On a container created only to read its image's files (file-drift.ts), never started:
+   * the owner's hash. Apart from `owner`, so the container watch never takes it for a stray.
+   */
+  scratch: 'valve.dev/scratch',
 } as const;
 
 /** `valve-<dirName>-<instance id>`: readable in `podman ps`, unique per instance. */

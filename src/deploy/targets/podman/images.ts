@@ -29,10 +29,16 @@ import type { PodmanCli } from './cli.js';
  */
 
 export interface RegistryAccess {
-  /** `host:port` of Valve's registry as podman reaches it, e.g. `127.0.0.1:7080`. */
-  host: string;
-  /** Asked before each pull; a short-lived token as the password is fine. */
-  credentials: () => Promise<{ username: string; password: string }>;
+  /**
+   * `host:port` of Valve's registry as podman reaches it, e.g. `127.0.0.1:7080`; a function when
+   * it is known only later (the server's port once it listens), asked at each use.
+   */
+  host: string | (() => string);
+  /**
+   * Asked before each pull, with the repository it is for; a short-lived token scoped to it as
+   * the password is fine.
+   */
+  credentials: (repo: string) => Promise<{ username: string; password: string }>;
   /** Verify the registry's TLS certificate (default false: Valve's registry is often plain HTTP on loopback). */
   tlsVerify?: boolean;
 }
@@ -89,7 +95,7 @@ export class PodmanImages {
   localNames(image: WorkloadImage): string[] {
     const { registry, source } = this.options;
     return [
-      ...(registry ? [pulledName(registry, image)] : []),
+      ...(registry ? [pulledName({ host: registryHost(registry) }, image)] : []),
       ...(source ? [loadedName(image)] : []),
     ];
   }
@@ -101,7 +107,7 @@ export class PodmanImages {
     const { registry, source, logger } = this.options;
     let pullError: Error | null = null;
     if (registry) {
-      progress(`pulling ${image.reference} from ${registry.host}`);
+      progress(`pulling ${image.reference} from ${registryHost(registry)}`);
       try {
         return await this.pull(registry, image);
       } catch (error) {
@@ -130,15 +136,16 @@ export class PodmanImages {
 
   private async pull(registry: RegistryAccess, image: WorkloadImage): Promise<string> {
     const { cli, scratchDir } = this.options;
-    const name = pulledName(registry, image);
-    const { username, password } = await registry.credentials();
+    const host = registryHost(registry);
+    const name = pulledName({ host }, image);
+    const { username, password } = await registry.credentials(image.repo);
     await mkdir(scratchDir, { recursive: true, mode: 0o700 });
     const dir = await mkdtemp(join(scratchDir, 'pull-'));
     // An auth file rather than `--creds`: a command line is visible to every user through `ps`.
     const authFile = join(dir, 'auth.json');
     try {
       const auth = Buffer.from(`${username}:${password}`).toString('base64');
-      await writeFile(authFile, JSON.stringify({ auths: { [registry.host]: { auth } } }), {
+      await writeFile(authFile, JSON.stringify({ auths: { [host]: { auth } } }), {
         mode: 0o600,
       });
       const result = await cli.run([
@@ -206,8 +213,12 @@ export class PodmanImages {
 }
 
 /** `127.0.0.1:7080/team-a/hello@sha256:…`: how podman names an image pulled by digest. */
-export function pulledName(registry: Pick<RegistryAccess, 'host'>, image: WorkloadImage): string {
+export function pulledName(registry: { host: string }, image: WorkloadImage): string {
   return `${registry.host}/${image.repo}@${image.digest}`;
+}
+
+function registryHost(registry: RegistryAccess): string {
+  return typeof registry.host === 'function' ? registry.host() : registry.host;
 }
 
 /** `localhost/valve-deploy/team-a/hello:sha256-…`: the name of an image loaded from a source. */

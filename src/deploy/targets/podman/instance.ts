@@ -80,6 +80,8 @@ export class PodmanInstance {
   private removed = false;
   /** How the container last went down. */
   private downReason: string | null = null;
+  /** Its container stopped or went away while unsupervised, and nothing removed it since. */
+  private endedAlone = false;
 
   constructor(
     readonly record: InstanceRecord,
@@ -94,6 +96,11 @@ export class PodmanInstance {
 
   get ready(): boolean {
     return this.state === 'ready';
+  }
+
+  /** Probe settings of its readiness, for checks beside the instance's own (rollout analysis). */
+  get probe(): ProbeSettings {
+    return this.options.probe;
   }
 
   /** Creates the container and resolves once it is ready; on failure it is removed and this throws. */
@@ -158,8 +165,18 @@ export class PodmanInstance {
     if (this.detached || takenAt < this.observeAfter) return;
     if (seen && leavingStates.has(seen.state)) return;
     this.seen = seen;
-    if (this.busy > 0 || !this.supervised) return;
-    if (this.state !== 'ready' && this.state !== 'unready' && this.state !== 'starting') return;
+    if (this.busy > 0) return;
+    if (!this.supervised) {
+      // A new version proving itself (a canary): its end is reported, not restarted.
+      if (this.state === 'ready' || this.state === 'unready') {
+        if (!seen) this.ended('container was removed');
+        else if (seen.state !== 'running') this.ended(`container ${describeContainerExit(seen)}`);
+      }
+      return;
+    }
+    // An instance that ended unsupervised and was made to serve since is restarted like a crash.
+    const live = this.state === 'ready' || this.state === 'unready' || this.state === 'starting';
+    if (!live && !(this.state === 'stopped' && this.endedAlone)) return;
     if (!seen) {
       this.down('container was removed', 'container was removed');
     } else if (seen.state !== 'running') {
@@ -178,11 +195,15 @@ export class PodmanInstance {
     if (this.state === 'restarting') return this.relaunch();
   }
 
-  /** SIGTERM, SIGKILL after the grace period, then the container is removed. */
+  /**
+   * SIGTERM, SIGKILL after the grace period, then the container is removed. Once detached
+   * (server shutdown) it does nothing: the next server removes what is not serving.
+   */
   async stop(): Promise<void> {
     clearTimeout(this.timer);
     this.generation++;
-    if (this.removed) return;
+    this.endedAlone = false;
+    if (this.removed || this.detached) return;
     this.busy++;
     this.setState('stopping');
     try {
@@ -344,6 +365,8 @@ export class PodmanInstance {
 
   private becomeReady(): void {
     this.readySince = Date.now();
+    // A fresh container that just passed: misses counted against the one before do not carry over.
+    this.probeFailures = 0;
     this.problem = null;
     this.drift = null;
     this.setState('ready');
@@ -373,8 +396,20 @@ export class PodmanInstance {
     this.timer.unref();
   }
 
+  /** An unsupervised container stopped or went away: the instance is over. */
+  private ended(how: string): void {
+    clearTimeout(this.timer);
+    this.generation++;
+    this.record.pid = 0;
+    this.problem = how;
+    this.endedAlone = true;
+    this.options.logger.warn({ instance: this.id, reason: how }, 'instance ended');
+    this.setState('stopped');
+  }
+
   /** The container stopped or went away: restart it after a backoff (1 s doubling to 30 s). */
   private down(reason: string, drift: string | null): void {
+    this.endedAlone = false;
     clearTimeout(this.timer);
     this.generation++;
     this.record.pid = 0;

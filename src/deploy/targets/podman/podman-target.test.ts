@@ -5,192 +5,29 @@
  * container a test creates carries its target's label and is removed in `after` hooks.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, it, test } from 'node:test';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import { Registry, registryRoutes } from '../../../registry/index.js';
 import { describeTargetContract } from '../target.case.test.js';
 import type { WorkloadImage, WorkloadSpec, WorkloadStatus } from '../target.js';
-import { PodmanCli } from './cli.js';
 import { labelKeys, listContainers } from './containers.js';
-import { PodmanTarget, type PodmanTargetOptions } from './podman-target.js';
+import type { PodmanTarget } from './podman-target.js';
 import { podmanStateSchema } from './state-file.js';
-import { publishBusyboxHttpdImage } from '../../../../test/support/images.js';
-
-const PODMAN = spawnSync('podman', ['--version']).status === 0;
-const CREDS = { username: 'alice', password: 'secret-token' };
-const cli = new PodmanCli();
-
-/** One registry for the whole file, serving the test images with Basic auth. */
-interface Fixture {
-  registry: Registry;
-  app: FastifyInstance;
-  host: string;
-  root: string;
-  images: { v1: WorkloadImage; v2: WorkloadImage; neverReady: WorkloadImage };
-  /** How often a target asked for registry credentials. */
-  credentialCalls: number;
-}
-
-let fixturePromise: Promise<Fixture> | null = null;
-const targets: { target: PodmanTarget; dataDir: string }[] = [];
-
-function fixture(): Promise<Fixture> {
-  fixturePromise ??= (async () => {
-    const root = await mkdtemp(join(tmpdir(), 'valve-podman-target-'));
-    const registry = new Registry({ dataDir: join(root, 'registry-data') });
-    const app = Fastify();
-    const basic = (request: FastifyRequest) => {
-      const header = request.headers.authorization;
-      if (!header?.startsWith('Basic ')) return null;
-      return Buffer.from(header.slice('Basic '.length), 'base64').toString('utf8');
-    };
-    const good = `${CREDS.username}:${CREDS.password}`;
-    await app.register(
-      registryRoutes(registry, {
-        authenticated: async (request) => basic(request) === good,
-        authorize: async (request) => (basic(request) === good ? 'ok' : 'unauthenticated'),
-      }),
-    );
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const address = app.server.address();
-    assert.ok(address && typeof address === 'object');
-    const host = `127.0.0.1:${address.port}`;
-    const publish = (version: string, healthy?: boolean) =>
-      publishBusyboxHttpdImage(registry, host, 'team/hello', { version, healthy });
-    return {
-      registry,
-      app,
-      host,
-      root,
-      images: {
-        v1: await publish('podman-v1'),
-        v2: await publish('podman-v2'),
-        neverReady: await publish('podman-v3', false),
-      },
-      credentialCalls: 0,
-    };
-  })();
-  return fixturePromise;
-}
-
-const debugLogger = Object.fromEntries(
-  (['debug', 'info', 'warn', 'error'] as const).map((level) => [
-    level,
-    (obj: object, msg?: string) =>
-      console.error(new Date().toISOString(), level, msg, JSON.stringify(obj)),
-  ]),
-) as unknown as PodmanTargetOptions['logger'];
-
-const portBase = () => 30_000 + Math.floor(Math.random() * 300) * 100;
-
-/** A target on a fresh data directory (or `dataDir`), pulling from the fixture's registry. */
-async function newTarget(
-  options: Partial<PodmanTargetOptions> & { dataDir?: string } = {},
-): Promise<{ target: PodmanTarget; dataDir: string }> {
-  const fx = await fixture();
-  const dataDir = options.dataDir ?? (await mkdtemp(join(fx.root, 'data-')));
-  const target = new PodmanTarget({
-    dataDir,
-    portBase: portBase(),
-    registry: {
-      host: fx.host,
-      credentials: async () => {
-        fx.credentialCalls++;
-        return CREDS;
-      },
-    },
-    startTimeoutMs: 5000,
-    stopGraceMs: 2000,
-    ...(process.env.DEBUG_PODMAN_TARGET ? { logger: debugLogger } : {}),
-    ...options,
-  });
-  targets.push({ target, dataDir });
-  return { target, dataDir };
-}
-
-/** Removes every container and image the targets of this file made, also after a failure. */
-async function cleanupAll(): Promise<void> {
-  for (const { target } of targets) await target.close().catch(() => {});
-  const owners = new Set(targets.map(({ target }) => target.owner));
-  for (const owner of owners) {
-    const left = await listContainers(cli, labelKeys.owner, owner).catch(() => []);
-    if (left.length > 0)
-      await cli.run(['rm', '--force', '--time', '0', ...left.map((container) => container.id)]);
-  }
-  if (fixturePromise) {
-    const fx = await fixturePromise.catch(() => null);
-    if (fx) {
-      const names = new Set<string>();
-      for (const { target } of targets) {
-        for (const image of Object.values(fx.images))
-          for (const name of target.imageNames(image)) names.add(name);
-      }
-      for (const name of names) await cli.run(['rmi', '--force', '--ignore', name]);
-      await fx.app.close();
-      await rm(fx.root, { recursive: true, force: true });
-    }
-  }
-}
-
-async function get(url: string): Promise<string> {
-  const res = await fetch(url);
-  const text = await res.text();
-  assert.equal(res.status, 200, `GET ${url}: ${text}`);
-  return text;
-}
-
-/** Polls the status until `accept` holds; the deadline only bounds a broken test. */
-async function waitForStatus(
-  target: PodmanTarget,
-  key: string,
-  accept: (status: WorkloadStatus) => boolean,
-  timeoutMs = 60_000,
-): Promise<WorkloadStatus> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const status = await target.status(key);
-    if (accept(status)) return status;
-    if (Date.now() > deadline)
-      assert.fail(`status never matched: ${JSON.stringify(status, null, 2)}`);
-    await delay(50);
-  }
-}
-
-/** A client polling `url` every 20 ms until stopped; returns the failures it saw. */
-function pollThroughout(url: string): { stop: () => Promise<string[]>; answers: () => number } {
-  const failures: string[] = [];
-  let answers = 0;
-  let polling = true;
-  const loop = (async () => {
-    while (polling) {
-      const started = Date.now();
-      try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(15_000) });
-        const text = await res.text();
-        if (res.status !== 200) failures.push(`HTTP ${res.status}: ${text}`);
-        else answers++;
-      } catch (error) {
-        failures.push(String((error as Error).cause ?? error));
-      }
-      if (process.env.DEBUG_PODMAN_TARGET && Date.now() - started > 500)
-        console.error(new Date().toISOString(), `slow request: ${Date.now() - started} ms`);
-      await delay(20);
-    }
-  })();
-  return {
-    stop: async () => {
-      polling = false;
-      await loop;
-      return failures;
-    },
-    answers: () => answers,
-  };
-}
+import {
+  PODMAN,
+  cleanupAll,
+  cli,
+  containerExists,
+  containerOf,
+  fixture,
+  get,
+  newTarget,
+  pollThroughout,
+  waitForStatus,
+  type Fixture,
+  type WithContainer,
+} from './test-fixture.js';
 
 /**
  * The other replica served throughout: no error status from the address. A request that was
@@ -202,14 +39,6 @@ function assertServedThroughout(failures: string[]): void {
     [],
   );
   assert.ok(failures.length <= 1, `failed requests: ${failures.join(', ')}`);
-}
-
-type WithContainer = WorkloadStatus['instances'][number] & { container?: string | null };
-const containerOf = (status: WorkloadStatus, index = 0) =>
-  (status.instances[index] as WithContainer | undefined)?.container ?? null;
-
-async function containerExists(id: string): Promise<boolean> {
-  return (await cli.run(['container', 'exists', id])).code === 0;
 }
 
 if (!PODMAN) {
@@ -312,23 +141,53 @@ if (!PODMAN) {
       assert.deepEqual(await listContainers(cli, labelKeys.owner, target.owner), []);
     });
 
-    it('refuses what podman cannot run: a bad env name, a canary', async () => {
+    it('refuses what podman cannot run: an env name with `=`', async () => {
       const { target } = await newTarget();
       await assert.rejects(
         target.apply(spec(fx.images.v1, { key: 'team/bad/dev', env: { 'A=B': 'x' } })),
         { code: 'INPUT_INVALID' },
       );
-      const canary = {
-        strategy: 'canary' as const,
-        steps: [{ weight: 50, pauseSeconds: 1 }],
-        analysis: { maxErrorRate: 0.1, minRequests: 10, maxFailedChecks: 3, intervalSeconds: 1 },
-        autoPromote: true,
-      };
-      await assert.rejects(
-        target.apply(spec(fx.images.v1, { key: 'team/bad/dev', rollout: canary })),
-        { code: 'INPUT_INVALID', message: /canary/ },
-      );
       assert.equal((await target.status('team/bad/dev')).health, 'missing');
+    });
+
+    it('a restarted container starts its readiness count afresh', async () => {
+      // Readiness fails twice in a row -> unready; then the container is removed by hand and
+      // created again. Its first periodic probe fails once: one miss of a fresh container,
+      // under the threshold, so it keeps serving (misses of the old one do not carry over).
+      const key = 'team/probes/dev';
+      const { target } = await newTarget({
+        restartBackoff: { firstMs: 200, maxMs: 1000, resetAfterReadyMs: 60_000 },
+      });
+      const readiness = { path: '/healthz', periodSeconds: 3, failureThreshold: 2 };
+      let status = await target.apply(spec(fx.images.v1, { key, readiness }));
+      const id = status.instances[0]!.id;
+      const exec = (script: string, container: string) =>
+        cli.check(['exec', container, 'sh', '-c', script]);
+      await exec('rm /www/healthz', containerOf(status)!);
+      await waitForStatus(target, key, (s) => s.instances[0]?.state === 'unready');
+      await cli.check(['rm', '--force', '--time', '0', containerOf(status)!]);
+      status = await waitForStatus(
+        target,
+        key,
+        (s) => s.instances[0]?.state === 'ready' && s.instances[0].restarts === 1,
+      );
+      const readyAt = Date.now();
+      assert.equal(status.instances[0]!.id, id);
+      const container = containerOf(status)!;
+      await exec('rm /www/healthz', container);
+      const states = new Set<string>();
+      const watching = (async () => {
+        while (Date.now() < readyAt + 7500) {
+          states.add((await target.status(key)).instances[0]!.state);
+          await delay(50);
+        }
+      })();
+      // The first periodic probe (3 s after ready) fails; the file is back before the second.
+      await delay(readyAt + 4200 - Date.now());
+      await exec('printf ok > /www/healthz', container);
+      await watching;
+      assert.deepEqual([...states], ['ready'], 'one miss of a fresh container is not unready');
+      await target.delete(key);
     });
 
     describe('one workload through crashes, drift and a server restart', () => {

@@ -6,14 +6,22 @@ import { newId } from '../../../ids.js';
 import { PortAllocator } from '../local/ports.js';
 import { WorkloadProxy } from '../local/proxy.js';
 import { probeSettings } from '../local/readiness.js';
+import { RolloutController } from '../rollout.js';
 import { instanceLogBlocks } from '../shared/instance-logs.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
 import { listenOnFreePort } from '../shared/proxy-port.js';
+import {
+  ProxyRolloutBackends,
+  routeThroughProxies,
+  settleUnfinishedRollout,
+  type ProxyRolloutHost,
+} from '../shared/proxy-rollout.js';
 import { StateSaves } from '../shared/state-file-io.js';
 import { parseWorkloadSpec, rolloutFailed } from '../shared/target-errors.js';
 import {
   silentLogger,
   type ImageSource,
+  type RolloutSpec,
   type Target,
   type TargetCapabilities,
   type TargetLogger,
@@ -21,6 +29,8 @@ import {
   type WorkloadStatus,
 } from '../target.js';
 import { PodmanCli } from './cli.js';
+import { ContainerWatch } from './container-watch.js';
+import { FileDriftWatch } from './file-drift.js';
 import {
   containerName,
   labelKeys,
@@ -31,7 +41,14 @@ import {
 } from './containers.js';
 import { PodmanImages, type RegistryAccess } from './images.js';
 import { PodmanInstance, type RestartBackoff } from './instance.js';
-import { describeWorkload, missing, nameOf, sameSpec, type Workload } from './workload.js';
+import {
+  describeWorkload,
+  missing,
+  nameOf,
+  newWorkload,
+  sameSpec,
+  type Workload,
+} from './workload.js';
 import {
   readStateFile,
   writeStateFile,
@@ -64,6 +81,11 @@ export interface PodmanTargetOptions {
   watchIntervalMs?: number;
   /** Waits before restarting a container that went down (default 1 s doubling to 30 s). */
   restartBackoff?: RestartBackoff;
+  /**
+   * How often the serving containers' files are compared with their images (default 30 s; 0:
+   * only when `status(key, { verify: true })` or `repair` asks). See file-drift.ts.
+   */
+  driftCheckIntervalMs?: number;
 }
 
 /**
@@ -77,8 +99,8 @@ export class PodmanTarget implements Target {
   readonly name = 'podman';
   readonly capabilities: TargetCapabilities = {
     rollingUpdate: true,
-    canary: false,
-    blueGreen: false,
+    canary: true,
+    blueGreen: true,
     restartOnCrash: true,
     selfHeal: true,
     logs: true,
@@ -98,7 +120,6 @@ export class PodmanTarget implements Target {
   private readonly startTimeoutMs: number;
   private readonly stopGraceMs: number;
   private readonly drainTimeoutMs: number;
-  private readonly watchIntervalMs: number;
   private readonly restartBackoff: RestartBackoff | undefined;
   private readonly workloads = new Map<string, Workload>();
   /** Per workload key: applies, repairs and deletes, which never overlap. */
@@ -116,10 +137,8 @@ export class PodmanTarget implements Target {
   private recovery: Promise<void> | null = null;
   /** Strays are removed only once recovery has adopted what it could. */
   private recovered = false;
-  private watchTimer: NodeJS.Timeout | undefined;
-  private listings: Promise<void> = Promise.resolve();
-  /** Why the last `podman ps` failed; null when it worked. */
-  private listError: string | null = null;
+  private readonly watch: ContainerWatch;
+  private readonly files: FileDriftWatch;
 
   constructor(options: PodmanTargetOptions) {
     this.root = join(options.dataDir, 'targets', 'podman');
@@ -140,8 +159,23 @@ export class PodmanTarget implements Target {
     this.startTimeoutMs = options.startTimeoutMs ?? 60_000;
     this.stopGraceMs = options.stopGraceMs ?? 10_000;
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
-    this.watchIntervalMs = options.watchIntervalMs ?? 1000;
     this.restartBackoff = options.restartBackoff;
+    this.watch = new ContainerWatch({
+      cli: this.cli,
+      owner: this.owner,
+      intervalMs: options.watchIntervalMs ?? 1000,
+      logger: this.logger,
+      workloads: () => this.workloads.values(),
+      sweep: () => this.recovered,
+    });
+    this.files = new FileDriftWatch({
+      cli: this.cli,
+      scratchLabel: { key: labelKeys.scratch, value: this.owner },
+      imageName: (image) => this.images.ensure(image),
+      intervalMs: options.driftCheckIntervalMs ?? 30_000,
+      logger: this.logger,
+      instances: () => [...this.workloads.values()].flatMap((workload) => workload.instances),
+    });
   }
 
   async apply(spec: WorkloadSpec, onProgress?: (message: string) => void): Promise<WorkloadStatus> {
@@ -150,40 +184,57 @@ export class PodmanTarget implements Target {
     const badName = Object.keys(parsed.env).find((name) => !/^[^=\r\n\0]+$/.test(name));
     if (badName !== undefined)
       throw invalidInput(`workload spec: env name ${JSON.stringify(badName)} is not valid`);
-    const strategy = parsed.rollout?.strategy ?? 'rolling';
-    if (strategy !== 'rolling') {
-      throw invalidInput(`the podman target cannot do ${strategy} rollouts yet; use rolling`);
-    }
     await this.recover();
-    return this.queue.run(spec.key, () => this.rollout(parsed, onProgress ?? (() => {})));
+    return this.queue.run(spec.key, () => this.applySpec(parsed, onProgress ?? (() => {})));
   }
 
   async status(key: string, options: { verify?: boolean } = {}): Promise<WorkloadStatus> {
-    if (options.verify && this.workloads.has(key)) await this.refresh();
     const workload = this.workloads.get(key);
-    return workload ? this.describe(workload) : missing(key);
+    if (!workload) return missing(key);
+    if (options.verify) {
+      await this.watch.refresh();
+      await this.files.check(workload.instances);
+    }
+    return this.describe(workload);
   }
 
-  /** Restarts now what waits for its restart backoff, and removes stray containers. */
+  /**
+   * Restarts now what waits for its restart backoff, removes stray containers, and replaces
+   * each container whose files drifted with a fresh one of the image, without a failed request.
+   */
   async repair(key: string): Promise<void> {
     await this.recover();
     await this.queue.run(key, async () => {
       const workload = this.workloads.get(key);
       if (!workload) return;
-      await this.refresh();
-      const active = workload.instances.filter((instance) => instance.record.role === 'active');
-      await Promise.all(active.map((instance) => instance.repair()));
+      await this.watch.refresh();
+      const active = () =>
+        workload.instances.filter((instance) => instance.record.role === 'active');
+      await Promise.all(active().map((instance) => instance.repair()));
+      await this.files.check(active());
+      await this.replaceDrifted(workload);
       this.logger.info({ workload: key }, 'repaired workload');
     });
   }
 
+  async promote(key: string): Promise<void> {
+    this.rolloutOf(key).promote();
+  }
+
+  async abort(key: string): Promise<void> {
+    this.rolloutOf(key).abort('aborted');
+  }
+
   async delete(key: string): Promise<void> {
     await this.recover();
+    // A rollout waiting for its promotion would hold the queue for good.
+    this.workloads.get(key)?.rollout?.controller.abort('the workload is being deleted');
     await this.queue.run(key, async () => {
       const workload = this.workloads.get(key);
       if (!workload) return;
       await workload.proxy?.close();
       workload.proxy = null;
+      await this.closePreview(workload);
       await Promise.all(workload.instances.map((instance) => instance.stop()));
       for (const instance of workload.instances) this.ports.release(instance.record.port);
       this.ports.release(workload.record.proxyPort);
@@ -234,12 +285,18 @@ export class PodmanTarget implements Target {
     await this.persist();
     this.closed = true;
     this.saves.close();
-    clearTimeout(this.watchTimer);
-    await this.listings;
+    // Their candidates stay (detached instances are not stopped) for the next server to remove.
+    for (const workload of this.workloads.values()) {
+      workload.rollout?.controller.abort('the server is shutting down');
+    }
+    await this.watch.stop();
+    await this.files.stop();
     await Promise.all(
       [...this.workloads.values()].map(async (workload) => {
         await workload.proxy?.close();
         workload.proxy = null;
+        await workload.preview?.close();
+        workload.preview = null;
       }),
     );
   }
@@ -249,7 +306,7 @@ export class PodmanTarget implements Target {
     return this.images.localNames(image);
   }
 
-  private async rollout(
+  private async applySpec(
     spec: WorkloadSpec,
     progress: (message: string) => void,
   ): Promise<WorkloadStatus> {
@@ -261,14 +318,125 @@ export class PodmanTarget implements Target {
     }
     workload.record.desired = spec;
     workload.progressing = true;
-    const candidates: PodmanInstance[] = [];
+    let candidates: PodmanInstance[];
     try {
       await this.images.ensure(spec.image, progress);
-      for (let i = 0; i < spec.replicas; i++) {
+      const strategy = spec.rollout?.strategy ?? 'rolling';
+      const stableServes = workload.instances.some(
+        (instance) => instance.record.role === 'active' && instance.ready,
+      );
+      // Nothing to compare with (first deploy, nothing ready) or to scale: a plain switch.
+      if (strategy !== 'rolling' && serving && stableServes && spec.replicas > 0) {
+        return await this.progressive(workload, spec, serving, progress);
+      }
+      workload.record.rollout = null;
+      progress(`starting ${spec.replicas} container(s) of ${spec.image.reference}`);
+      candidates = await this.launchCandidates(workload, spec, spec.replicas);
+    } catch (error) {
+      return this.applyFailed(workload, spec, error);
+    }
+    await this.switchTo(workload, spec, candidates, progress);
+    workload.progressing = false;
+    await this.persist();
+    return this.describe(workload);
+  }
+
+  /** A canary or blue-green rollout; see ../rollout.ts and ../shared/proxy-rollout.ts. */
+  private async progressive(
+    workload: Workload,
+    spec: WorkloadSpec,
+    serving: WorkloadSpec,
+    progress: (message: string) => void,
+  ): Promise<WorkloadStatus> {
+    const backends = new ProxyRolloutBackends(
+      this.rolloutHost(workload, spec, progress),
+      workload,
+      spec,
+    );
+    const controller = new RolloutController({
+      key: spec.key,
+      spec: spec.rollout as RolloutSpec & { strategy: 'canary' | 'blue-green' },
+      replicas: spec.replicas,
+      canaryImage: spec.image.digest,
+      stableImage: serving.image.digest,
+      backends,
+      onChange: (status) => {
+        const before = workload.record.rollout?.message;
+        workload.record.rollout = status;
+        if (status.message !== before) progress(status.message);
+        this.saveInBackground(workload);
+      },
+    });
+    backends.onFailure = (reason) => controller.fail(reason);
+    workload.rollout = { controller, backends };
+    try {
+      await controller.run();
+    } finally {
+      workload.rollout = null;
+      workload.canaryWeight = 0;
+      await this.closePreview(workload);
+    }
+    workload.progressing = false;
+    await this.persist();
+    return this.describe(workload);
+  }
+
+  /** What a rollout's backends may do with the workload. */
+  private rolloutHost(
+    workload: Workload,
+    spec: WorkloadSpec,
+    progress: (message: string) => void,
+  ): ProxyRolloutHost<PodmanInstance> {
+    return {
+      launchCandidates: (count) => this.launchCandidates(workload, spec, count),
+      removeInstances: (instances) => this.removeInstances(workload, instances),
+      switchTo: (candidates) => this.switchTo(workload, spec, candidates, progress),
+      openPreview: () => this.openPreview(workload),
+      closePreview: () => this.closePreview(workload),
+      route: () => this.route(workload),
+      drainTimeoutMs: this.drainTimeoutMs,
+    };
+  }
+
+  private rolloutOf(key: string): RolloutController {
+    const controller = this.workloads.get(key)?.rollout?.controller;
+    if (!controller) throw new ValveError('CONFLICT', `no rollout of ${key} is under way`);
+    return controller;
+  }
+
+  /** The old version keeps serving; records why and throws. */
+  private async applyFailed(
+    workload: Workload,
+    spec: WorkloadSpec,
+    error: unknown,
+  ): Promise<never> {
+    workload.progressing = false;
+    const rolledBack = error instanceof ValveError && error.code === 'DEPLOY_ROLLOUT_FAILED';
+    const message = rolledBack
+      ? error.message
+      : `rollout of ${spec.image.reference} failed: ${(error as Error).message}`;
+    workload.record.message = message;
+    await this.persist();
+    this.logger.warn({ workload: spec.key, err: message }, 'rollout failed');
+    throw error instanceof ValveError ? error : rolloutFailed(spec.key, message);
+  }
+
+  /**
+   * Starts `count` candidate containers and resolves once each is ready. When one cannot get
+   * ready (an exit fails at once), all of them are removed and this throws with the
+   * container's last output.
+   */
+  private async launchCandidates(
+    workload: Workload,
+    spec: WorkloadSpec,
+    count: number,
+  ): Promise<PodmanInstance[]> {
+    const candidates: PodmanInstance[] = [];
+    try {
+      for (let i = 0; i < count; i++) {
         candidates.push(await this.addInstance(workload, spec, 'candidate'));
       }
       await this.persist();
-      progress(`starting ${spec.replicas} container(s) of ${spec.image.reference}`);
       const started = await Promise.allSettled(candidates.map((candidate) => candidate.start()));
       const failed = started.findIndex((result) => result.status === 'rejected');
       if (failed >= 0) {
@@ -280,49 +448,128 @@ export class PodmanTarget implements Target {
             (output.length > 0 ? `; its last output:\n${output.join('\n')}` : ''),
         );
       }
+      return candidates;
     } catch (error) {
       await this.removeInstances(workload, candidates);
-      workload.progressing = false;
-      const message = `rollout of ${spec.image.reference} failed: ${(error as Error).message}`;
-      workload.record.message = message;
-      await this.persist();
-      this.logger.warn({ workload: spec.key, err: message }, 'rollout failed');
-      throw error instanceof ValveError ? error : rolloutFailed(spec.key, message);
+      throw error;
     }
+  }
 
-    // The switch: one synchronous step, so each request goes wholly to the old or the new set.
+  /** The candidates become the serving version; every active container is replaced. */
+  private async switchTo(
+    workload: Workload,
+    spec: WorkloadSpec,
+    candidates: PodmanInstance[],
+    progress: (message: string) => void,
+  ): Promise<void> {
     const replaced = workload.instances.filter((instance) => instance.record.role === 'active');
-    for (const candidate of candidates) {
-      candidate.record.role = 'active';
-      candidate.supervised = true;
+    workload.record.serving = spec;
+    workload.record.message = null;
+    await this.swap(
+      workload,
+      candidates,
+      replaced,
+      () => progress(`switched ${workload.proxy?.url ?? spec.key} to ${spec.image.reference}`),
+      progress,
+    );
+    if (replaced.length > 0) progress(`removed ${replaced.length} old container(s)`);
+  }
+
+  /**
+   * One synchronous step, so each request goes wholly to the old or the new set: `incoming`
+   * serve, `outgoing` stop receiving requests; then `outgoing` finish their in-flight requests
+   * (bounded by drainTimeoutMs) and are removed.
+   */
+  private async swap(
+    workload: Workload,
+    incoming: PodmanInstance[],
+    outgoing: PodmanInstance[],
+    onSwitched: () => void,
+    progress: (message: string) => void,
+  ): Promise<void> {
+    for (const instance of incoming) {
+      instance.record.role = 'active';
+      instance.supervised = true;
     }
-    for (const instance of replaced) {
+    for (const instance of outgoing) {
       instance.record.role = 'retiring';
       instance.markDraining();
     }
-    workload.record.serving = spec;
-    workload.record.message = null;
+    workload.canaryWeight = 0;
     this.route(workload);
     await this.persist();
-    progress(`switched ${workload.proxy?.url ?? spec.key} to ${spec.image.reference}`);
-
-    if (replaced.length > 0) {
-      progress(`draining ${replaced.length} old container(s)`);
-      const drained = await workload.proxy?.waitForIdle(
-        replaced.map((instance) => instance.id),
-        this.drainTimeoutMs,
+    onSwitched();
+    if (outgoing.length === 0) return;
+    progress(`draining ${outgoing.length} old container(s)`);
+    const drained = await workload.proxy?.waitForIdle(
+      outgoing.map((instance) => instance.id),
+      this.drainTimeoutMs,
+    );
+    if (drained === false) {
+      progress(
+        `old containers still busy after ${this.drainTimeoutMs / 1000} s; stopping them anyway`,
       );
-      if (drained === false) {
-        progress(
-          `old containers still busy after ${this.drainTimeoutMs / 1000} s; stopping them anyway`,
-        );
-      }
-      await this.removeInstances(workload, replaced);
-      progress(`removed ${replaced.length} old container(s)`);
     }
-    workload.progressing = false;
-    await this.persist();
-    return this.describe(workload);
+    await this.removeInstances(workload, outgoing);
+  }
+
+  /**
+   * Each serving container whose files drifted (as the last check found) is replaced by a
+   * fresh container of the image, one at a time: the replacement passes readiness, the switch,
+   * the old one drains and is removed. When a replacement cannot get ready, the drifted
+   * container keeps serving and this throws.
+   */
+  private async replaceDrifted(workload: Workload): Promise<void> {
+    const { key, serving } = workload.record;
+    const drifted = workload.instances.filter(
+      (instance) => instance.record.role === 'active' && this.files.driftOf(instance).length > 0,
+    );
+    if (!serving || drifted.length === 0) return;
+    const progress = (message: string) => this.logger.info({ workload: key }, `repair: ${message}`);
+    workload.progressing = true;
+    try {
+      for (const old of drifted) {
+        progress(`instance ${old.id}: ${this.files.driftOf(old).join('; ')}: replacing it`);
+        const [replacement] = await this.launchCandidates(workload, serving, 1);
+        await this.swap(workload, [replacement!], [old], () => {}, progress);
+        progress(`instance ${old.id} replaced by ${replacement!.id}`);
+      }
+    } catch (error) {
+      const message = `repair of ${key} failed: ${(error as Error).message}`;
+      workload.record.message = message;
+      await this.persist();
+      throw error instanceof ValveError ? error : rolloutFailed(key, message);
+    } finally {
+      workload.progressing = false;
+    }
+  }
+
+  /** Blue-green: a second address, serving only the candidates. */
+  private async openPreview(workload: Workload): Promise<void> {
+    if (workload.preview) return;
+    workload.preview = await listenOnFreePort(this.ports, async (port) => {
+      const proxy = new WorkloadProxy({
+        host: this.host,
+        port,
+        name: `${workload.record.key} (preview)`,
+        logger: this.logger,
+      });
+      try {
+        await proxy.listen();
+        return proxy;
+      } catch (error) {
+        this.ports.release(port);
+        throw error;
+      }
+    });
+  }
+
+  private async closePreview(workload: Workload): Promise<void> {
+    const preview = workload.preview;
+    if (!preview) return;
+    workload.preview = null;
+    await preview.close();
+    this.ports.release(Number(new URL(preview.url).port));
   }
 
   /** The workload of `key`, created with its address (a port of its own, kept for good). */
@@ -337,21 +584,17 @@ export class PodmanTarget implements Target {
       serving: null,
       instances: [],
       message: null,
+      rollout: null,
     };
-    const workload: Workload = {
-      record,
-      instances: [],
-      proxy: null,
-      progressing: false,
-      strays: [],
-    };
+    const workload = newWorkload(record);
     workload.proxy = await listenOnFreePort(this.ports, (port) => {
       record.proxyPort = port;
       return this.openProxy(workload);
     });
     this.workloads.set(key, workload);
     await this.persist();
-    this.startWatching();
+    this.watch.start();
+    this.files.start();
     return workload;
   }
 
@@ -397,7 +640,7 @@ export class PodmanTarget implements Target {
       logger: this.logger,
       startTimeoutMs: this.startTimeoutMs,
       stopGraceMs: this.stopGraceMs,
-      onChange: () => this.instanceChanged(workload),
+      onChange: (instance) => this.instanceChanged(workload, instance),
       backoff: this.restartBackoff,
     });
     workload.instances.push(instance);
@@ -434,8 +677,13 @@ export class PodmanTarget implements Target {
     await this.persist();
   }
 
-  private instanceChanged(workload: Workload): void {
+  private instanceChanged(workload: Workload, instance: PodmanInstance): void {
     this.route(workload);
+    workload.rollout?.backends.instanceChanged(instance);
+    this.saveInBackground(workload);
+  }
+
+  private saveInBackground(workload: Workload): void {
     this.persist().catch((error: unknown) =>
       this.logger.error(
         { err: error, workload: workload.record.key },
@@ -444,92 +692,23 @@ export class PodmanTarget implements Target {
     );
   }
 
-  /** Points the address at the serving instances that pass readiness. */
+  /**
+   * Points the address at the serving instances that pass readiness, and a canary's share at
+   * the candidates; the preview address at the candidates.
+   */
   private route(workload: Workload): void {
-    workload.proxy?.setBackends(
-      workload.instances
-        .filter((instance) => instance.record.role === 'active' && instance.ready)
-        .map((instance) => ({ id: instance.id, port: instance.record.port })),
-    );
-  }
-
-  /** One `podman ps` each `watchIntervalMs` while there are workloads (never two at once). */
-  private startWatching(): void {
-    if (this.watchTimer || this.closed) return;
-    const tick = async () => {
-      if (this.workloads.size > 0) await this.refresh().catch(() => {});
-      if (this.closed) return;
-      this.watchTimer = setTimeout(() => void tick(), this.watchIntervalMs);
-      this.watchTimer.unref();
-    };
-    this.watchTimer = setTimeout(() => void tick(), this.watchIntervalMs);
-    this.watchTimer.unref();
-  }
-
-  /** Lists the containers and tells each instance what became of its own; a caller gets a listing that begins after its call. */
-  private refresh(): Promise<void> {
-    const next = this.listings.then(() => this.listOnce());
-    this.listings = next.catch(() => {});
-    return next;
-  }
-
-  private async listOnce(): Promise<void> {
-    if (this.closed) return;
-    const takenAt = Date.now();
-    // An instance forgotten while podman lists still owned its container when the listing began.
-    const owned = new Set(this.instanceIds());
-    let containers: ObservedContainer[];
-    try {
-      containers = await listContainers(this.cli, labelKeys.owner, this.owner);
-      this.listError = null;
-    } catch (error) {
-      this.listError = `cannot list containers: ${(error as Error).message}`;
-      this.logger.warn({ err: this.listError }, 'podman ps failed');
-      return;
-    }
-    if (this.closed) return;
-    const byInstance = new Map<string, ObservedContainer>();
-    for (const container of containers) {
-      const id = container.labels[labelKeys.instance];
-      if (id) byInstance.set(id, container);
-    }
-    for (const workload of this.workloads.values()) {
-      for (const instance of workload.instances) {
-        owned.add(instance.id);
-        instance.observe(byInstance.get(instance.id) ?? null, takenAt);
-      }
-    }
-    const strays = containers.filter(
-      (container) => !owned.has(container.labels[labelKeys.instance] ?? ''),
-    );
-    for (const workload of this.workloads.values()) {
-      workload.strays = strays
-        .filter((container) => container.labels[labelKeys.workload] === workload.record.key)
-        .map((container) => container.name);
-    }
-    if (strays.length > 0 && this.recovered) {
-      this.logger.info(
-        { containers: strays.map((container) => container.name) },
-        'removing containers no instance owns',
-      );
-      await removeContainers(
-        this.cli,
-        strays.map((container) => container.id),
-        0,
-      ).catch((error: unknown) =>
-        this.logger.warn({ err: (error as Error).message }, 'could not remove stray containers'),
-      );
-    }
-  }
-
-  private instanceIds(): string[] {
-    return [...this.workloads.values()].flatMap((workload) =>
-      workload.instances.map((instance) => instance.id),
-    );
+    routeThroughProxies(workload);
   }
 
   private async recoverState(): Promise<void> {
     await rm(this.scratchDir, { recursive: true, force: true });
+    // Containers an image index was being read from when the last server stopped.
+    const scratch = await listContainers(this.cli, labelKeys.scratch, this.owner);
+    await removeContainers(
+      this.cli,
+      scratch.map((container) => container.id),
+      0,
+    );
     const state = await readStateFile(this.stateFile);
     if (!state || state.workloads.length === 0) {
       this.recovered = true;
@@ -540,7 +719,8 @@ export class PodmanTarget implements Target {
       for (const instance of record.instances) this.ports.hold(instance.port);
     }
     const containers = await listContainers(this.cli, labelKeys.owner, this.owner);
-    this.startWatching();
+    this.watch.start();
+    this.files.start();
     await Promise.all(state.workloads.map((record) => this.recoverWorkload(record, containers)));
     await this.persist();
     this.recovered = true;
@@ -550,14 +730,9 @@ export class PodmanTarget implements Target {
     record: WorkloadRecord,
     containers: ObservedContainer[],
   ): Promise<void> {
-    const workload: Workload = {
-      record: { ...record, instances: [] },
-      instances: [],
-      proxy: null,
-      progressing: false,
-      strays: [],
-    };
+    const workload = newWorkload({ ...record, instances: [], rollout: record.rollout ?? null });
     this.workloads.set(record.key, workload);
+    settleUnfinishedRollout(workload.record);
     try {
       workload.proxy = await this.openProxy(workload);
     } catch (error) {
@@ -592,7 +767,7 @@ export class PodmanTarget implements Target {
   }
 
   private describe(workload: Workload): WorkloadStatus {
-    return describeWorkload(workload, this.host, this.listError);
+    return describeWorkload(workload, this.host, this.watch.listError, this.files);
   }
 
   /** Saves the state file; saves asked for while one runs are folded into the next. */

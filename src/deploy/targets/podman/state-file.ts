@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { rolloutStatusSchema } from '../rollout.js';
 import { workloadSpecSchema } from '../target.js';
 import { readJsonStateFile, writeJsonStateFile } from '../shared/state-file-io.js';
 
@@ -9,7 +10,11 @@ import { readJsonStateFile, writeJsonStateFile } from '../shared/state-file-io.j
  * spec, the proxy port, the role of an instance during an apply).
  */
 
-/** `candidate`: started by an apply, not serving yet; `retiring`: replaced, being stopped. */
+/**
+ * `candidate`: started by an apply, not serving yet, or the new version of a canary or
+ * blue-green rollout (then it may get a share of the traffic); `retiring`: replaced, being
+ * stopped.
+ */
 export const instanceRoles = ['active', 'candidate', 'retiring'] as const;
 export type InstanceRole = (typeof instanceRoles)[number];
 
@@ -41,6 +46,8 @@ export const workloadRecordSchema = z.object({
   serving: workloadSpecSchema.nullable(),
   instances: z.array(instanceRecordSchema),
   message: z.string().nullable(),
+  /** The last canary or blue-green rollout; a server that finds one unfinished rolls it back. */
+  rollout: rolloutStatusSchema.nullable().optional(),
 });
 export type WorkloadRecord = z.infer<typeof workloadRecordSchema>;
 

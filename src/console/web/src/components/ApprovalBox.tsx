@@ -2,10 +2,9 @@
  * A job that deploys to a protected environment waits here until a member of the approving
  * team approves or rejects it (with an optional comment), or the request expires.
  */
-import { useState } from 'react';
 import { api, type Job, type Run } from '../api.js';
 import { formatRelative, formatTimestamp } from '../format.js';
-import { ErrorNote } from './ErrorNote.js';
+import { DecisionForm, type Decision } from './DecisionForm.js';
 
 export function ApprovalBox({
   run,
@@ -18,27 +17,13 @@ export function ApprovalBox({
   now: number;
   onDecided: () => void;
 }) {
-  const [comment, setComment] = useState('');
-  const [busy, setBusy] = useState<'approve' | 'reject' | null>(null);
-  const [error, setError] = useState<Error | null>(null);
   const environment = job.environment;
   const approval = environment?.approval;
   if (!environment || !approval) return null;
 
-  const decide = async (decision: 'approve' | 'reject') => {
-    setBusy(decision);
-    setError(null);
-    try {
-      await api.decideApproval(run.team, run.app, run.number, job.key, {
-        decision,
-        comment: comment.trim(),
-      });
-      onDecided();
-    } catch (failure) {
-      setError(failure as Error);
-    } finally {
-      setBusy(null);
-    }
+  const decide = async (decision: Decision, comment: string) => {
+    await api.decideApproval(run.team, run.app, run.number, job.key, { decision, comment });
+    onDecided();
   };
 
   const expiresAt = Date.parse(approval.expiresAt);
@@ -67,37 +52,7 @@ export function ApprovalBox({
           {expiresAt > now && <span className="muted"> (in {untilLabel(expiresAt - now)})</span>}
         </dd>
       </dl>
-      <label>
-        Comment
-        <textarea
-          rows={2}
-          value={comment}
-          placeholder="Optional: why"
-          onChange={(event) => setComment(event.target.value)}
-          data-testid="approval-comment"
-        />
-      </label>
-      <div className="button-row">
-        <button
-          type="button"
-          className="button-primary"
-          disabled={busy !== null}
-          onClick={() => void decide('approve')}
-          data-testid="approval-approve"
-        >
-          {busy === 'approve' ? 'Approving…' : 'Approve'}
-        </button>
-        <button
-          type="button"
-          className="button-danger"
-          disabled={busy !== null}
-          onClick={() => void decide('reject')}
-          data-testid="approval-reject"
-        >
-          {busy === 'reject' ? 'Rejecting…' : 'Reject'}
-        </button>
-      </div>
-      <ErrorNote error={error} testId="approval-error" />
+      <DecisionForm testIdPrefix="approval" onDecide={decide} />
     </section>
   );
 }

@@ -2,11 +2,10 @@
  * Deploys, promotions and rollbacks that wait for an approving team. Its members approve or
  * reject (with an optional comment); everyone else sees which team decides.
  */
-import { useState } from 'react';
 import { api, type DeployApproval, type Me } from '../api.js';
 import { formatRelative, formatTimestamp, shortDigest } from '../format.js';
+import { DecisionForm, type Decision } from './DecisionForm.js';
 import { isApprover } from './deployView.js';
-import { ErrorNote } from './ErrorNote.js';
 
 export function DeployApprovalList({
   approvals,
@@ -56,22 +55,9 @@ function DeployApprovalItem({
   now: number;
   onDecided: (approval: DeployApproval) => void;
 }) {
-  const [comment, setComment] = useState('');
-  const [busy, setBusy] = useState<'approve' | 'reject' | null>(null);
-  const [error, setError] = useState<Error | null>(null);
   const mayDecide = isApprover(me, approval.team) && approval.status === 'pending';
-
-  const decide = async (decision: 'approve' | 'reject') => {
-    setBusy(decision);
-    setError(null);
-    try {
-      onDecided(await api.decideDeployApproval(team, app, approval.id, decision, comment.trim()));
-    } catch (failure) {
-      setError(failure as Error);
-    } finally {
-      setBusy(null);
-    }
-  };
+  const decide = async (decision: Decision, comment: string) =>
+    onDecided(await api.decideDeployApproval(team, app, approval.id, decision, comment));
 
   return (
     <section
@@ -103,44 +89,12 @@ function DeployApprovalItem({
         <dd>{formatTimestamp(approval.expiresAt)}</dd>
       </dl>
       {mayDecide ? (
-        <>
-          <label>
-            Comment
-            <textarea
-              rows={2}
-              value={comment}
-              placeholder="Optional: why"
-              onChange={(event) => setComment(event.target.value)}
-              data-testid="deploy-approval-comment"
-            />
-          </label>
-          <div className="button-row">
-            <button
-              type="button"
-              className="button-primary"
-              disabled={busy !== null}
-              onClick={() => void decide('approve')}
-              data-testid="deploy-approval-approve"
-            >
-              {busy === 'approve' ? 'Approving…' : 'Approve'}
-            </button>
-            <button
-              type="button"
-              className="button-danger"
-              disabled={busy !== null}
-              onClick={() => void decide('reject')}
-              data-testid="deploy-approval-reject"
-            >
-              {busy === 'reject' ? 'Rejecting…' : 'Reject'}
-            </button>
-          </div>
-        </>
+        <DecisionForm testIdPrefix="deploy-approval" onDecide={decide} />
       ) : (
         <p className="muted" data-testid="deploy-approval-who">
           A member of team <strong>{approval.team}</strong> approves or rejects it.
         </p>
       )}
-      <ErrorNote error={error} testId="deploy-approval-error" />
     </section>
   );
 }

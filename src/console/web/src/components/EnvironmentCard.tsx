@@ -1,13 +1,14 @@
 /**
- * One environment of an app: health and sync status, the version it runs (digest, and the
- * source commit with the run that built it), where and on which target, its instances, a
+ * One environment of an app: health and sync status, whether changes to it wait for an
+ * approving team (and one waits now), the version it runs (digest, and the source commit with
+ * the run that built it), where and on which target, its instances, a
  * canary or blue-green rollout under way, drift, and the last message as the reconciler wrote
  * it (a broken manifest's file:line:column stays verbatim).
  */
 import type { Environment } from '../api.js';
 import { formatRelative, formatTimestamp, shortDigest, shortSha } from '../format.js';
 import { Link } from '../router.js';
-import { InstanceStateBadge, SyncBadge } from './DeployBadges.js';
+import { ApprovalBadge, InstanceStateBadge, SyncBadge } from './DeployBadges.js';
 import { rolloutActive } from './deployView.js';
 import { RolloutProgress } from './RolloutProgress.js';
 import { StatusBadge } from './StatusBadge.js';
@@ -56,6 +57,7 @@ export function EnvironmentCard({
         </h3>
         <StatusBadge status={env.health} testId="env-health" />
         <SyncBadge status={env.syncStatus} testId="env-sync" />
+        <ApprovalBadge env={env} testId="env-approval" />
         <span className="env-target muted" title="Deploy target" data-testid="env-target">
           on {env.target}
         </span>

@@ -56,6 +56,8 @@ const env = (name: string, extra: Partial<Environment> = {}): Environment => ({
   drift: [],
   instances: [],
   lastSync: null,
+  approval: null,
+  pendingApproval: null,
   ...extra,
 });
 

@@ -115,9 +115,12 @@ const changeRoles: readonly string[] = ['developer', 'admin'];
 export const canChangeEnvironments = (me: Me, team: string) =>
   me.teams.some((m) => m.team === team && m.status === 'active' && changeRoles.includes(m.role));
 
+/** Whether `me` is an active member of the team, in any role. */
+export const isActiveMember = (me: Me, team: string) =>
+  me.teams.some((m) => m.team === team && m.status === 'active');
+
 /** Whether `me` decides approvals of the approving team: any active member does. */
-export const isApprover = (me: Me, approvingTeam: string) =>
-  me.teams.some((m) => m.team === approvingTeam && m.status === 'active');
+export const isApprover = isActiveMember;
 
 /**
  * Where `from` promotes to: the environments after it, in the app's order (the order

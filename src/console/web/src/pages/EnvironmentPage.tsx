@@ -1,7 +1,8 @@
 /**
  * One environment of an app: what runs there (the environment card), desired against live
  * with a Sync button, approvals waiting for it, its history with a rollback to any earlier
- * deploy, and a promotion to a later environment. Viewers read only; the API checks again.
+ * deploy, and a promotion to a later environment. Viewers read only; so do members of an
+ * approving team outside the app's team, who decide the approvals. The API checks again.
  */
 import { useEffect, useState, type ReactNode } from 'react';
 import { api, type DeployChange, type DeployRecord, type Me, type Sync } from '../api.js';
@@ -12,6 +13,7 @@ import {
   canChangeEnvironments,
   environmentBusy,
   historyTimeline,
+  isActiveMember,
   promotionTargets,
   rollbackCandidates,
   useHurry,
@@ -89,10 +91,15 @@ export function EnvironmentPage({
     reloadHistory();
   }, [version, reloadDiff, reloadHistory]);
 
-  const runOf = useRunOfCommit(team, name, [
-    env?.sourceCommit,
-    ...(history.data?.deploys ?? []).map((deploy) => deploy.sourceCommit),
-  ]);
+  // An approver outside the app's team reads the environments only, not the app's runs.
+  const inAppTeam = isActiveMember(me, team);
+  const runOf = useRunOfCommit(
+    team,
+    name,
+    inAppTeam
+      ? [env?.sourceCommit, ...(history.data?.deploys ?? []).map((deploy) => deploy.sourceCommit)]
+      : [],
+  );
   const [acting, setActing] = useState<'sync' | 'rollback' | null>(null);
   const [notice, setNotice] = useState<ReactNode>(null);
   const [actionError, setActionError] = useState<Error | null>(null);
@@ -156,9 +163,13 @@ export function EnvironmentPage({
   const breadcrumbs = (
     <nav className="breadcrumbs">
       <Link to="/apps">Apps</Link> / <span>{team}</span> /{' '}
-      <Link to={`/apps/${team}/${name}`} data-testid="env-app-link">
-        {name}
-      </Link>{' '}
+      {inAppTeam ? (
+        <Link to={`/apps/${team}/${name}`} data-testid="env-app-link">
+          {name}
+        </Link>
+      ) : (
+        <span>{name}</span>
+      )}{' '}
       / <span>environments</span> / <span>{envName}</span>
     </nav>
   );
@@ -227,6 +238,13 @@ export function EnvironmentPage({
           onPromoted={onPromoted}
           onCancel={() => setPromoteOpen(false)}
         />
+      )}
+      {!inAppTeam && (
+        <p className="info-note" data-testid="env-approver-note">
+          You are not in team {team}: as an approver you see its environments and decide the
+          approvals of your team; deploying, promoting, rolling back and syncing are for its
+          developers.
+        </p>
       )}
       <ErrorNote error={environments.error ?? actionError} testId="env-action-error" />
       {acting === 'rollback' && <p className="info-note">Rolling back…</p>}

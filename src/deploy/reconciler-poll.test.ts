@@ -1,0 +1,149 @@
+/**
+ * The reconciler's cost when nothing changes, and its polls: a pass over a deploy repo whose
+ * head has not moved spawns no git process, a moved head is read again, and a poll does not
+ * wait for a rollout under way in one environment before it looks at the others.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EventBus } from '../events.js';
+import { GitService, runGit } from '../git/index.js';
+import { openStore } from '../store/index.js';
+import { deployMigrations } from './migrations.js';
+import { DeployService } from './service.js';
+import { FakeImages, FakeTarget } from './testing.js';
+
+/** Every `git` child this process spawns, counted (the git plumbing imports `spawn`). */
+let gitSpawns = 0;
+{
+  const childProcess = createRequire(import.meta.url)('node:child_process') as {
+    spawn: (...args: unknown[]) => ChildProcess;
+  };
+  const original = childProcess.spawn;
+  childProcess.spawn = function (this: unknown, ...args: unknown[]) {
+    if (args[0] === 'git') gitSpawns++;
+    return original.apply(this, args);
+  };
+  syncBuiltinESMExports();
+}
+
+const appSpec = `apiVersion: score.dev/v1b1
+metadata:
+  name: hello
+containers:
+  web:
+    image: .
+service:
+  ports:
+    http: { port: 80, targetPort: 8080 }
+environments:
+  dev: {}
+  stage: {}
+`;
+
+let dir: string;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'valve-reconciler-poll-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+let run = 0;
+async function setup(pollIntervalMs = 3_600_000) {
+  run++;
+  const store = await openStore(join(dir, `valve-${run}.db`), [deployMigrations]);
+  const events = new EventBus();
+  const git = new GitService(join(dir, `git-${run}`), events);
+  const images = new FakeImages();
+  const target = new FakeTarget();
+  await git.createRepo('dev/hello.git');
+  await git.commit(
+    'dev/hello.git',
+    {
+      branch: 'main',
+      changes: { 'valve.yaml': { content: appSpec } },
+      message: 'init',
+      author: { name: 'alice', email: 'alice@valve' },
+    },
+    'alice',
+  );
+  const deploy = new DeployService({
+    db: store.db,
+    git,
+    events,
+    target,
+    images,
+    registryHost: () => 'registry.test:7080',
+    cipher: { encrypt: (plain) => plain, decrypt: (sealed) => sealed },
+    pollIntervalMs,
+  });
+  await deploy.createEnvironments('dev', 'hello', ['dev', 'stage'], 'alice');
+  await deploy.start();
+  const version = async (n: number, env: string) => {
+    images.add(`v${n}`, `${n}`.repeat(40));
+    const result = await deploy.deploy('dev', 'hello', env, `v${n}`, 'alice');
+    assert.equal(result.status, 'committed');
+  };
+  return { deploy, git, target, version, close: () => deploy.stop() };
+}
+
+test('a pass with no deploy-repo change spawns no git process; a new commit is read', async (t) => {
+  const { deploy, git, target, version, close } = await setup();
+  t.after(close);
+  await version(1, 'dev');
+  await deploy.reconcileApp('dev', 'hello');
+  assert.equal(target.applies.length, 1);
+
+  const before = gitSpawns;
+  for (let i = 0; i < 3; i++) await deploy.reconcileApp('dev', 'hello');
+  assert.equal(gitSpawns, before, 'no git process for a head that did not move');
+  assert.equal((await deploy.environment('dev', 'hello', 'dev')).syncStatus, 'Synced');
+
+  await version(2, 'dev');
+  await deploy.reconcileApp('dev', 'hello');
+  assert.equal(target.applies.length, 2, 'the new revision is applied');
+
+  // A head kept in packed-refs (after `git gc`) is still read, through git.
+  await runGit(git.pathOf('dev/hello.deploy.git'), ['pack-refs', '--all', '--prune']);
+  await version(3, 'dev');
+  await deploy.reconcileApp('dev', 'hello');
+  assert.equal(target.applies.length, 3);
+  const env = await deploy.environment('dev', 'hello', 'dev');
+  assert.equal(env.syncStatus, 'Synced');
+});
+
+test('a poll does not wait for a rollout under way before it looks at other environments', async (t) => {
+  const { deploy, target, version, close } = await setup(20);
+  t.after(close);
+  await version(1, 'stage');
+  await deploy.reconcileApp('dev', 'hello');
+  const stage = 'dev/hello/stage';
+  assert.ok(target.running.has(stage));
+
+  // dev's apply (a long rollout) waits until released.
+  let release = () => {};
+  target.gates.set('dev/hello/dev', new Promise<void>((resolve) => (release = resolve)));
+  t.after(() => release());
+  await version(1, 'dev');
+  for (let i = 0; i < 250 && !target.applies.some((s) => s.key === 'dev/hello/dev'); i++)
+    await sleep(20);
+  assert.ok(
+    target.applies.some((s) => s.key === 'dev/hello/dev'),
+    'dev apply started',
+  );
+
+  const seen = target.statusCalls.get(stage) ?? 0;
+  for (let i = 0; i < 250 && (target.statusCalls.get(stage) ?? 0) < seen + 3; i++) await sleep(20);
+  assert.ok(
+    (target.statusCalls.get(stage) ?? 0) >= seen + 3,
+    'polls keep looking at stage while dev is busy',
+  );
+  assert.ok(!target.running.has('dev/hello/dev'), 'dev is still applying');
+  release();
+  await deploy.reconcileApp('dev', 'hello');
+  assert.ok(target.running.has('dev/hello/dev'));
+});
