@@ -20,7 +20,7 @@ import { openStore, type Store } from '../store/index.js';
 import { deployMigrations } from './migrations.js';
 import { deployRoutes } from './routes.js';
 import { DeployService } from './service.js';
-import { FakeImages, FakeTarget } from './testing.js';
+import { FakeImages, FakeTarget, createAppRepo } from './testing.js';
 
 const appSpec = `apiVersion: score.dev/v1b1
 metadata:
@@ -61,17 +61,7 @@ before(async () => {
   store = await openStore(join(dir, 'valve.db'), [deployMigrations]);
   const events = new EventBus();
   git = new GitService(join(dir, 'git'), events);
-  await git.createRepo('dev/hello.git');
-  await git.commit(
-    'dev/hello.git',
-    {
-      branch: 'main',
-      changes: { 'valve.yaml': { content: appSpec } },
-      message: 'init',
-      author: { name: 'ada', email: 'ada@valve' },
-    },
-    'ada',
-  );
+  await createAppRepo(git, 'dev/hello', appSpec, 'ada');
   deploy = new DeployService({
     db: store.db,
     git,

@@ -16,7 +16,7 @@ import { GitService, runGit } from '../git/index.js';
 import { openStore } from '../store/index.js';
 import { deployMigrations } from './migrations.js';
 import { DeployService } from './service.js';
-import { FakeImages, FakeTarget } from './testing.js';
+import { FakeImages, FakeTarget, createAppRepo } from './testing.js';
 
 /** Every `git` child this process spawns, counted (the git plumbing imports `spawn`). */
 let gitSpawns = 0;
@@ -60,17 +60,7 @@ async function setup(pollIntervalMs = 3_600_000) {
   const git = new GitService(join(dir, `git-${run}`), events);
   const images = new FakeImages();
   const target = new FakeTarget();
-  await git.createRepo('dev/hello.git');
-  await git.commit(
-    'dev/hello.git',
-    {
-      branch: 'main',
-      changes: { 'valve.yaml': { content: appSpec } },
-      message: 'init',
-      author: { name: 'alice', email: 'alice@valve' },
-    },
-    'alice',
-  );
+  await createAppRepo(git, 'dev/hello', appSpec);
   const deploy = new DeployService({
     db: store.db,
     git,

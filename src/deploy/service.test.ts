@@ -14,7 +14,7 @@ import { GitService, logCommits, readFileAt, listFilesAt } from '../git/index.js
 import { openStore, type Store } from '../store/index.js';
 import { deployMigrations } from './migrations.js';
 import { DeployService } from './service.js';
-import { FakeImages, FakeTarget } from './testing.js';
+import { FakeImages, FakeTarget, createAppRepo } from './testing.js';
 
 const appSpec = `apiVersion: score.dev/v1b1
 metadata:
@@ -81,17 +81,7 @@ beforeEach(async () => {
   images = new FakeImages();
   target = new FakeTarget();
   cluster = new FakeTarget('k8s');
-  await git.createRepo('dev/hello.git');
-  await git.commit(
-    'dev/hello.git',
-    {
-      branch: 'main',
-      changes: { 'valve.yaml': { content: appSpec } },
-      message: 'init',
-      author: { name: alice, email: 'alice@valve' },
-    },
-    alice,
-  );
+  await createAppRepo(git, 'dev/hello', appSpec);
   deploy = newService();
   await deploy.createEnvironments('dev', 'hello', ['dev'], alice);
   await deploy.start();

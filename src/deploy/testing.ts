@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import type { GitService } from '../git/index.js';
 import type {
   ImageSource,
   Target,
@@ -115,4 +116,24 @@ export class FakeTarget implements Target {
   }
   async recover() {}
   async close() {}
+}
+
+/** Makes the app's source repo `<team>/<app>.git` with `valve.yaml` on main, committed by `author`. */
+export async function createAppRepo(
+  git: GitService,
+  app: string,
+  valveYaml: string,
+  author = 'alice',
+): Promise<void> {
+  await git.createRepo(`${app}.git`);
+  await git.commit(
+    `${app}.git`,
+    {
+      branch: 'main',
+      changes: { 'valve.yaml': { content: valveYaml } },
+      message: 'init',
+      author: { name: author, email: `${author}@valve` },
+    },
+    author,
+  );
 }
