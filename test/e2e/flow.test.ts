@@ -2,7 +2,8 @@
  * The whole flow through public interfaces only: sign up, create an app from a template, clone,
  * change, git push, the pipeline runs, the image lands in the registry, the deploy repo gets the
  * digest, the local target serves it; a second push switches with no failed request; another
- * team is refused; a broken workflow fails with file:line:column and leaves the app running.
+ * team is refused; a broken workflow, and a broken app spec, fail with file:line:column and leave
+ * the app running.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -230,6 +231,27 @@ test('a broken workflow fails with file, line and field, and the app keeps runni
     new RegExp(`\\.valve/workflows/ci\\.yml:${line}:9: jobs\\.build\\.steps\\[1\\]\\.timeout`),
     log,
   );
+  const after = await environment();
+  assert.equal(after.image, before.image);
+  assert.equal(await (await fetch(after.url!)).text(), 'Hello from hello (version 3)\n');
+});
+
+test('a broken app spec fails the run with file, line and field, and the app keeps running', async () => {
+  const before = await environment();
+  const dir = join(work, 'hello');
+  // The workflow as it was before the last test broke it.
+  git(dir, ['checkout', '-q', 'HEAD~1', '--', '.valve/workflows/ci.yml']);
+  const file = join(dir, 'valve.yaml');
+  const original = readFileSync(file, 'utf8');
+  assert.match(original, /^ {4}replicas: 1$/m);
+  writeFileSync(file, original.replace(/^ {4}replicas: 1$/m, '    replicas: many'));
+  setVersion(dir, '5');
+  commitAndPush(dir, 'broken app spec');
+  const run = await waitForRun(valve, alice, app, 4);
+  const log = await runLog(valve, alice, app, 4);
+  assert.equal(run.status, 'failed', log);
+  const line = original.split('\n').findIndex((l) => l === '    replicas: 1') + 1;
+  assert.match(log, new RegExp(`valve\\.yaml:${line}:15: environments\\.dev\\.replicas`), log);
   const after = await environment();
   assert.equal(after.image, before.image);
   assert.equal(await (await fetch(after.url!)).text(), 'Hello from hello (version 3)\n');
