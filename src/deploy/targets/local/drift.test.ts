@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { WorkloadSpec } from '../target.js';
+import { testSpec } from '../test-workloads.js';
 import { digestDirName } from './image-cache.js';
 import { LocalTarget } from './local-target.js';
 import { isAlive } from './process-group.js';
@@ -37,14 +38,7 @@ describe('local target: drift and repair', () => {
       images: source,
       driftCheckIntervalMs: 200,
     });
-    spec = {
-      key,
-      image,
-      env: {},
-      port: 8080,
-      replicas: 2,
-      readiness: { path: '/healthz', periodSeconds: 1 },
-    };
+    spec = testSpec(key, image);
     const status = tracker.track(await target.apply(spec));
     url = status.url!;
     imageDir = join(dataDir, 'targets/local/images', digestDirName(image.digest));

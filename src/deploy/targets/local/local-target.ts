@@ -2,11 +2,9 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ValveError } from '../../../errors.js';
 import { newId } from '../../../ids.js';
-import { RolloutController } from '../rollout.js';
 import {
   silentLogger,
   type ImageSource,
-  type RolloutSpec,
   type Target,
   type TargetCapabilities,
   type TargetLogger,
@@ -15,10 +13,21 @@ import {
 } from '../target.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
 import { instanceLogBlocks } from '../shared/instance-logs.js';
-import { listenOnFreePort } from '../shared/proxy-port.js';
+import {
+  instanceChanged,
+  newProxyWorkload,
+  routeThroughProxies,
+  rolloutUnderWay,
+  runProxyRollout,
+  settleUnfinishedRollout,
+  stableForRollout,
+} from '../shared/proxy-rollout.js';
+import { RollingSwitch } from '../shared/rolling-switch.js';
 import { StateSaves } from '../shared/state-file-io.js';
-import { parseWorkloadSpec, rolloutFailed } from '../shared/target-errors.js';
+import { failApply, failRepair, parseWorkloadSpec } from '../shared/target-errors.js';
+import { WorkloadAddresses } from '../shared/workload-addresses.js';
 import { safeWorkloadName } from '../shared/workload-name.js';
+import { alreadyApplied, missingStatus } from '../shared/workload-status.js';
 import { ImageCache } from './image-cache.js';
 import { Instance } from './instance.js';
 import { planLaunch } from './launch.js';
@@ -26,9 +35,7 @@ import { tailLines } from './log-files.js';
 import { PortAllocator } from './ports.js';
 import { driftOf, ImageRootWatch, rootsOf } from './drift.js';
 import { adoptGroup, terminateGroup } from './process-group.js';
-import { WorkloadProxy } from './proxy.js';
 import { probeSettings } from './readiness.js';
-import { LocalRolloutBackends, type LocalRolloutHost } from './rollout-backends.js';
 import {
   readStateFile,
   writeStateFile,
@@ -37,16 +44,7 @@ import {
   type LocalState,
   type WorkloadRecord,
 } from './state-file.js';
-import {
-  describeWorkload,
-  missingStatus,
-  newWorkload,
-  routeWorkload,
-  sameSpec,
-  settleRollout,
-  type PreparedImage,
-  type Workload,
-} from './workload.js';
+import { describeWorkload, type PreparedImage, type Workload } from './workload.js';
 
 export interface LocalTargetOptions {
   /** Valve's data directory; this target keeps everything under `<dataDir>/targets/local/`. */
@@ -98,6 +96,9 @@ export class LocalTarget implements Target {
   readonly drainTimeoutMs: number;
   private readonly driftCheckIntervalMs: number;
   private readonly roots: ImageRootWatch;
+  private readonly addresses: WorkloadAddresses;
+  /** Starts candidates and switches to them (applies, promotions, repairs). */
+  private readonly switching: RollingSwitch<Workload, Instance>;
   private readonly workloads = new Map<string, Workload>();
   /** Per workload key: applies, repairs and deletes, which never overlap. */
   private readonly queue = new KeyedQueue();
@@ -117,6 +118,14 @@ export class LocalTarget implements Target {
     this.drainTimeoutMs = options.drainTimeoutMs ?? 30_000;
     this.driftCheckIntervalMs = options.driftCheckIntervalMs ?? 30_000;
     this.roots = new ImageRootWatch(this.images, this.logger);
+    this.addresses = new WorkloadAddresses(this.ports, this.host, this.logger);
+    this.switching = new RollingSwitch({
+      noun: 'instance',
+      drainTimeoutMs: this.drainTimeoutMs,
+      persist: () => this.persist(),
+      removeInstances: (workload, instances) => this.removeInstances(workload, instances),
+      lastOutput: (workload, instance) => tailLines(this.logFile(workload, instance.id), 10),
+    });
   }
 
   async apply(spec: WorkloadSpec, onProgress?: (message: string) => void): Promise<WorkloadStatus> {
@@ -138,11 +147,11 @@ export class LocalTarget implements Target {
   }
 
   async promote(key: string): Promise<void> {
-    this.rolloutOf(key).promote();
+    rolloutUnderWay(this.workloads.get(key), key).promote();
   }
 
   async abort(key: string): Promise<void> {
-    this.rolloutOf(key).abort('aborted');
+    rolloutUnderWay(this.workloads.get(key), key).abort('aborted');
   }
 
   async delete(key: string): Promise<void> {
@@ -152,11 +161,7 @@ export class LocalTarget implements Target {
     await this.queue.run(key, async () => {
       const workload = this.workloads.get(key);
       if (!workload) return;
-      await workload.proxy?.close();
-      workload.proxy = null;
-      await Promise.all(workload.instances.map((instance) => instance.stop()));
-      for (const instance of workload.instances) this.ports.release(instance.record.port);
-      this.ports.release(workload.record.proxyPort);
+      await this.addresses.remove(workload);
       this.workloads.delete(key);
       await this.persist();
       await rm(this.workloadDir(workload), { recursive: true, force: true });
@@ -200,12 +205,7 @@ export class LocalTarget implements Target {
     }
     await this.saves.writeLast(() => writeStateFile(this.stateFile, last));
     await Promise.all(
-      [...this.workloads.values()].map(async (workload) => {
-        await workload.proxy?.close();
-        workload.proxy = null;
-        await workload.preview?.close();
-        workload.preview = null;
-      }),
+      [...this.workloads.values()].map((workload) => this.addresses.close(workload)),
     );
   }
 
@@ -214,30 +214,22 @@ export class LocalTarget implements Target {
     progress: (message: string) => void,
   ): Promise<WorkloadStatus> {
     const workload = await this.workloadFor(spec.key);
-    const { serving, desired } = workload.record;
-    if (serving && desired && sameSpec(serving, spec) && sameSpec(desired, spec)) {
+    if (alreadyApplied(workload.record, spec)) {
       progress('already running this spec');
       return this.describe(workload);
     }
     workload.record.desired = spec;
     workload.progressing = true;
-    let image: PreparedImage;
     let candidates: Instance[];
     try {
-      image = await this.prepare(spec, progress);
-      const strategy = spec.rollout?.strategy ?? 'rolling';
-      const stableServes = workload.instances.some(
-        (instance) => instance.record.role === 'active' && instance.ready,
-      );
-      // Nothing to compare with (first deploy, nothing ready) or to scale: a plain switch.
-      if (strategy !== 'rolling' && serving && stableServes && spec.replicas > 0) {
-        return await this.progressive(workload, spec, serving, image, progress);
-      }
+      const image = await this.prepare(spec, progress);
+      const stable = stableForRollout(workload, spec);
+      if (stable) return await this.progressive(workload, spec, stable, image, progress);
       workload.record.rollout = null;
       progress(`starting ${spec.replicas} instance(s) of ${spec.image.reference}`);
       candidates = await this.launchCandidates(workload, spec, image, spec.replicas);
     } catch (error) {
-      return this.applyFailed(workload, spec, error);
+      return failApply(workload, spec, error, () => this.persist(), this.logger);
     }
     await this.switchTo(workload, spec, candidates, progress);
     workload.progressing = false;
@@ -245,7 +237,7 @@ export class LocalTarget implements Target {
     return this.describe(workload);
   }
 
-  /** A canary or blue-green rollout; see ../rollout.ts. */
+  /** A canary or blue-green rollout; see ../rollout.ts and ../shared/proxy-rollout.ts. */
   private async progressive(
     workload: Workload,
     spec: WorkloadSpec,
@@ -253,50 +245,17 @@ export class LocalTarget implements Target {
     image: PreparedImage,
     progress: (message: string) => void,
   ): Promise<WorkloadStatus> {
-    const backends = new LocalRolloutBackends(this.rolloutHost(progress), workload, spec, image);
-    const controller = new RolloutController({
-      key: spec.key,
-      spec: spec.rollout as RolloutSpec & { strategy: 'canary' | 'blue-green' },
-      replicas: spec.replicas,
-      canaryImage: spec.image.digest,
-      stableImage: serving.image.digest,
-      backends,
-      onChange: (status) => {
-        const before = workload.record.rollout?.message;
-        workload.record.rollout = status;
-        if (status.message !== before) progress(status.message);
-        this.saveInBackground(workload);
-      },
+    await runProxyRollout(workload, spec, serving, {
+      launchCandidates: (count) => this.launchCandidates(workload, spec, image, count),
+      removeInstances: (instances) => this.removeInstances(workload, instances),
+      switchTo: (candidates) => this.switchTo(workload, spec, candidates, progress),
+      addresses: this.addresses,
+      drainTimeoutMs: this.drainTimeoutMs,
+      progress,
+      save: () => this.saveInBackground(workload),
     });
-    backends.onFailure = (reason) => controller.fail(reason);
-    workload.rollout = { controller, backends };
-    try {
-      await controller.run();
-    } finally {
-      workload.rollout = null;
-      workload.canaryWeight = 0;
-      await this.closePreview(workload);
-    }
-    workload.progressing = false;
     await this.persist();
     return this.describe(workload);
-  }
-
-  /** The old version keeps serving; records why and throws. */
-  private async applyFailed(
-    workload: Workload,
-    spec: WorkloadSpec,
-    error: unknown,
-  ): Promise<never> {
-    workload.progressing = false;
-    const rolledBack = error instanceof ValveError && error.code === 'DEPLOY_ROLLOUT_FAILED';
-    const message = rolledBack
-      ? error.message
-      : `rollout of ${spec.image.reference} failed: ${(error as Error).message}`;
-    workload.record.message = message;
-    await this.persist();
-    this.logger.warn({ workload: spec.key, err: message }, 'rollout failed');
-    throw error instanceof ValveError ? error : rolloutFailed(spec.key, message);
   }
 
   /** Unpacks the image (once per digest) and plans its processes. */
@@ -319,34 +278,14 @@ export class LocalTarget implements Target {
    * ready (a crash fails at once), all of them are removed and this throws with the
    * process's last output.
    */
-  private async launchCandidates(
+  private launchCandidates(
     workload: Workload,
     spec: WorkloadSpec,
     image: PreparedImage,
     count: number,
   ): Promise<Instance[]> {
-    const candidates: Instance[] = [];
-    try {
-      for (let i = 0; i < count; i++) {
-        candidates.push(await this.addInstance(workload, spec, image, 'candidate'));
-      }
-      await this.persist();
-      const started = await Promise.allSettled(candidates.map((candidate) => candidate.start()));
-      const failed = started.findIndex((result) => result.status === 'rejected');
-      if (failed >= 0) {
-        const instance = candidates[failed]!;
-        const output = await tailLines(this.logFile(workload, instance.id), 10);
-        const reason = (started[failed] as PromiseRejectedResult).reason as Error;
-        throw new Error(
-          `instance ${instance.id} ${reason.message}` +
-            (output.length > 0 ? `; its last output:\n${output.join('\n')}` : ''),
-        );
-      }
-      return candidates;
-    } catch (error) {
-      await this.removeInstances(workload, candidates);
-      throw error;
-    }
+    const add = () => this.addInstance(workload, spec, image, 'candidate');
+    return this.switching.launch(workload, count, add);
   }
 
   /** The switch to a new spec: the candidates serve, the active instances drain and stop. */
@@ -363,90 +302,15 @@ export class LocalTarget implements Target {
     progress(`${workload.proxy?.url ?? spec.key} serves ${spec.image.reference}`);
   }
 
-  /**
-   * One synchronous step, so each request goes wholly to the old or the new set: `incoming`
-   * serve, `outgoing` stop receiving requests; then `outgoing` finish their in-flight requests
-   * (bounded by drainTimeoutMs) and stop.
-   */
+  /** `incoming` serve in one step; `outgoing` drain and stop (see ../shared/rolling-switch.ts). */
   private async swap(
     workload: Workload,
     incoming: Instance[],
     outgoing: Instance[],
     progress: (message: string) => void,
   ): Promise<void> {
-    for (const instance of incoming) {
-      instance.record.role = 'active';
-      instance.supervised = true;
-    }
-    for (const instance of outgoing) {
-      instance.record.role = 'retiring';
-      instance.markDraining();
-    }
-    workload.canaryWeight = 0;
-    this.route(workload);
-    await this.persist();
-    if (outgoing.length === 0) return;
-    progress(`draining ${outgoing.length} old instance(s)`);
-    const drained = await workload.proxy?.waitForIdle(
-      outgoing.map((instance) => instance.id),
-      this.drainTimeoutMs,
-    );
-    if (drained === false) {
-      progress(
-        `old instances still busy after ${this.drainTimeoutMs / 1000} s; stopping them anyway`,
-      );
-    }
-    await this.removeInstances(workload, outgoing);
-    progress(`stopped ${outgoing.length} old instance(s)`);
-  }
-
-  /** What a rollout's backends may do with a workload. */
-  private rolloutHost(progress: (message: string) => void): LocalRolloutHost {
-    return {
-      launchCandidates: (workload, spec, image, count) =>
-        this.launchCandidates(workload, spec, image, count),
-      removeInstances: (workload, instances) => this.removeInstances(workload, instances),
-      switchTo: (workload, spec, candidates) => this.switchTo(workload, spec, candidates, progress),
-      openPreview: (workload) => this.openPreview(workload),
-      closePreview: (workload) => this.closePreview(workload),
-      drainTimeoutMs: this.drainTimeoutMs,
-    };
-  }
-
-  private rolloutOf(key: string): RolloutController {
-    const controller = this.workloads.get(key)?.rollout?.controller;
-    if (!controller) throw new ValveError('CONFLICT', `no rollout of ${key} is under way`);
-    return controller;
-  }
-
-  /** Blue-green: a second address, serving only the candidates. */
-  private async openPreview(workload: Workload): Promise<void> {
-    if (workload.preview) return;
-    for (let attempt = 1; ; attempt++) {
-      const port = await this.ports.allocate();
-      const proxy = new WorkloadProxy({
-        host: this.host,
-        port,
-        name: `${workload.record.key} (preview)`,
-        logger: this.logger,
-      });
-      try {
-        await proxy.listen();
-        workload.preview = proxy;
-        return;
-      } catch (error) {
-        this.ports.release(port);
-        if (attempt >= 5) throw error;
-      }
-    }
-  }
-
-  private async closePreview(workload: Workload): Promise<void> {
-    const preview = workload.preview;
-    if (!preview) return;
-    workload.preview = null;
-    await preview.close();
-    this.ports.release(Number(new URL(preview.url).port));
+    await this.switching.swap(workload, incoming, outgoing, progress);
+    if (outgoing.length > 0) progress(`stopped ${outgoing.length} old instance(s)`);
   }
 
   /** The workload of `key`, created with its address (a port of its own, kept for good). */
@@ -463,25 +327,11 @@ export class LocalTarget implements Target {
       message: null,
       rollout: null,
     };
-    const workload = newWorkload(record);
-    workload.proxy = await listenOnFreePort(this.ports, (port) => {
-      record.proxyPort = port;
-      return this.openProxy(workload);
-    });
+    const workload: Workload = newProxyWorkload(record);
+    await this.addresses.openNew(workload);
     this.workloads.set(key, workload);
     await this.persist();
     return workload;
-  }
-
-  private async openProxy(workload: Workload): Promise<WorkloadProxy> {
-    const proxy = new WorkloadProxy({
-      host: this.host,
-      port: workload.record.proxyPort,
-      name: workload.record.key,
-      logger: this.logger,
-    });
-    await proxy.listen();
-    return proxy;
   }
 
   private async addInstance(
@@ -529,8 +379,7 @@ export class LocalTarget implements Target {
   }
 
   private instanceChanged(workload: Workload, instance: Instance): void {
-    this.route(workload);
-    workload.rollout?.backends.instanceChanged(instance);
+    instanceChanged(workload, instance);
     this.saveInBackground(workload);
   }
 
@@ -541,10 +390,6 @@ export class LocalTarget implements Target {
         'could not save local target state',
       ),
     );
-  }
-
-  private route(workload: Workload): void {
-    routeWorkload(workload);
   }
 
   private async recoverState(): Promise<void> {
@@ -564,15 +409,14 @@ export class LocalTarget implements Target {
   }
 
   private async recoverWorkload(record: WorkloadRecord): Promise<void> {
-    const workload = newWorkload({ ...record, instances: [], rollout: record.rollout ?? null });
+    const workload: Workload = newProxyWorkload({
+      ...record,
+      instances: [],
+      rollout: record.rollout ?? null,
+    });
     this.workloads.set(record.key, workload);
-    settleRollout(workload.record);
-    try {
-      workload.proxy = await this.openProxy(workload);
-    } catch (error) {
-      workload.record.message = `cannot reopen the address on port ${record.proxyPort}: ${(error as Error).message}`;
-      this.logger.error({ workload: record.key, err: error }, 'cannot reopen workload address');
-    }
+    settleUnfinishedRollout(workload.record);
+    await this.addresses.reopen(workload);
 
     // Left by an apply the server did not live to finish: the reconciler will apply again.
     const unfinished = record.instances.filter((instance) => instance.role !== 'active');
@@ -604,7 +448,7 @@ export class LocalTarget implements Target {
           instance.restartNow('its process ended while the server was down');
       }),
     );
-    this.route(workload);
+    routeThroughProxies(workload);
   }
 
   /**
@@ -647,10 +491,7 @@ export class LocalTarget implements Target {
         this.roots.replaced(root, fresh.rootfs);
         if (!this.rootInUse(root)) await this.images.removeRoot(root);
       } catch (error) {
-        const message = `repair of ${key} failed: ${(error as Error).message}`;
-        workload.record.message = message;
-        await this.persist();
-        throw error instanceof ValveError ? error : rolloutFailed(key, message);
+        await failRepair(workload, error, () => this.persist());
       } finally {
         workload.progressing = false;
       }

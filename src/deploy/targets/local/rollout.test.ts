@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RolloutSpec, WorkloadImage, WorkloadSpec } from '../target.js';
+import { analysis, blueGreen, canary, rejection, testSpec } from '../test-workloads.js';
 import { LocalTarget, type LocalTargetOptions } from './local-target.js';
 import { isAlive } from './process-group.js';
 import { MemoryImageSource, publishTestApp } from './test-images.js';
@@ -15,27 +16,6 @@ import { Poller, ProcessTracker, get, portBase, waitForStatus } from './test-pro
  * canary got before that failed; a healthy one is promoted step by step with no failed request.
  */
 
-const analysis = { maxErrorRate: 0.05, minRequests: 10, maxFailedChecks: 3, intervalSeconds: 1 };
-
-function canary(steps: RolloutSpec['steps'], autoPromote = true): RolloutSpec {
-  return { strategy: 'canary', steps, analysis, autoPromote };
-}
-
-function blueGreen(pauseSeconds: number, autoPromote = true): RolloutSpec {
-  return { strategy: 'blue-green', steps: [{ weight: 100, pauseSeconds }], analysis, autoPromote };
-}
-
-/** A rolled-back apply: its time, and the DEPLOY_ROLLOUT_FAILED error. */
-async function rejection(apply: Promise<unknown>): Promise<{ at: number; message: string }> {
-  try {
-    await apply;
-  } catch (error) {
-    assert.equal((error as { code?: string }).code, 'DEPLOY_ROLLOUT_FAILED', String(error));
-    return { at: Date.now(), message: (error as Error).message };
-  }
-  assert.fail('the apply should have failed');
-}
-
 describe('local target: canary and blue-green rollouts', () => {
   const key = 'team/shop/prod';
   const tracker = new ProcessTracker();
@@ -46,15 +26,7 @@ describe('local target: canary and blue-green rollouts', () => {
   let url: string;
   const images: Record<'v1' | 'v2' | 'v4' | 'broken' | 'flaky', WorkloadImage> = {} as never;
 
-  const spec = (image: WorkloadImage, rollout?: RolloutSpec): WorkloadSpec => ({
-    key,
-    image,
-    env: {},
-    port: 8080,
-    replicas: 2,
-    readiness: { path: '/healthz', periodSeconds: 1 },
-    rollout,
-  });
+  const spec = (image: WorkloadImage, rollout?: RolloutSpec) => testSpec(key, image, { rollout });
   /** Applies while recording each progress message with its time. */
   const applyWithProgress = (workload: WorkloadSpec) => {
     const progress: { at: number; message: string }[] = [];
@@ -200,12 +172,8 @@ describe('local target: canary and blue-green rollouts', () => {
     const at = (pattern: RegExp) => progress.find(({ message }) => pattern.test(message))!.at;
     assert.ok(progress.some(({ message }) => /step 1\/2: running 1 instance/.test(message)));
     assert.ok(progress.some(({ message }) => /step 2\/2: running 2 instance/.test(message)));
-    const share = (from: number, to: number) => {
-      const inStep = answers.filter((answer) => answer.at > from + 50 && answer.at < to - 50);
-      return inStep.filter((answer) => answer.text === 'v2').length / inStep.length;
-    };
-    const step1 = share(at(/^step 1\/2: 25%/), at(/^step 2\/2: running/));
-    const step2 = share(at(/^step 2\/2: 75%/), at(/^promoting/));
+    const step1 = poller.share('v2', at(/^step 1\/2: 25%/), at(/^step 2\/2: running/));
+    const step2 = poller.share('v2', at(/^step 2\/2: 75%/), at(/^promoting/));
     assert.ok(Math.abs(step1 - 0.25) < 0.1, `step 1: ${step1} of the answers were v2`);
     assert.ok(Math.abs(step2 - 0.75) < 0.1, `step 2: ${step2} of the answers were v2`);
     assert.equal(answers.at(-1)?.text, 'v2');

@@ -102,6 +102,15 @@ export class Poller {
     );
   }
 
+  /**
+   * The share of the answers arrived between `from` and `to` that were `text`; 50 ms in from
+   * either end, so that a request in flight at a switch counts for neither side.
+   */
+  share(text: string, from: number, to: number): number {
+    const inside = this.answers.filter((answer) => answer.at > from + 50 && answer.at < to - 50);
+    return inside.filter((answer) => answer.text === text).length / inside.length;
+  }
+
   /** Waits until `count` more answers arrived. */
   async more(count: number): Promise<void> {
     const target = this.answers.length + count;

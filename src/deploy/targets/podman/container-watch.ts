@@ -6,6 +6,7 @@ import {
   removeContainers,
   type ObservedContainer,
 } from './containers.js';
+import { Rounds } from './rounds.js';
 import type { Workload } from './workload.js';
 
 /**
@@ -17,9 +18,10 @@ import type { Workload } from './workload.js';
 export class ContainerWatch {
   /** Why the last `podman ps` failed; null when it worked. */
   listError: string | null = null;
-  private timer: NodeJS.Timeout | undefined;
   private listings: Promise<void> = Promise.resolve();
-  private stopped = false;
+  private readonly rounds = new Rounds(async () => {
+    if ([...this.options.workloads()].length > 0) await this.refresh().catch(() => {});
+  });
 
   constructor(
     private readonly options: {
@@ -36,21 +38,12 @@ export class ContainerWatch {
 
   /** Starts listing every interval (once; not after `stop()`). */
   start(): void {
-    if (this.timer || this.stopped) return;
-    const tick = async () => {
-      if ([...this.options.workloads()].length > 0) await this.refresh().catch(() => {});
-      if (this.stopped) return;
-      this.timer = setTimeout(() => void tick(), this.options.intervalMs);
-      this.timer.unref();
-    };
-    this.timer = setTimeout(() => void tick(), this.options.intervalMs);
-    this.timer.unref();
+    this.rounds.start(this.options.intervalMs);
   }
 
   /** No more listings; resolves once the one under way is over. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
+    this.rounds.stop();
     await this.listings;
   }
 
@@ -62,7 +55,7 @@ export class ContainerWatch {
   }
 
   private async listOnce(): Promise<void> {
-    if (this.stopped) return;
+    if (this.rounds.stopped) return;
     const { cli, owner, logger } = this.options;
     const takenAt = Date.now();
     // An instance forgotten while podman lists still owned its container when the listing began.
@@ -76,7 +69,7 @@ export class ContainerWatch {
       logger.warn({ err: this.listError }, 'podman ps failed');
       return;
     }
-    if (this.stopped) return;
+    if (this.rounds.stopped) return;
     const byInstance = new Map<string, ObservedContainer>();
     for (const container of containers) {
       const id = container.labels[labelKeys.instance];

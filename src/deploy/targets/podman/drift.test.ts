@@ -7,37 +7,32 @@
  */
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
-import { after, before, describe, it, test } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { versionedHttpdCommand } from '../../../../test/support/images.js';
-import type { WorkloadSpec, WorkloadStatus } from '../target.js';
-import { labelKeys, listContainers } from './containers.js';
+import type { WorkloadStatus } from '../target.js';
+import { testSpec } from '../test-workloads.js';
 import type { PodmanTarget } from './podman-target.js';
 import {
-  PODMAN,
-  cleanupAll,
   cli,
   containerExists,
   containerOf,
+  containersOf,
+  execIn,
   fixture,
   get,
   newTarget,
   pollThroughout,
   waitForStatus,
+  withPodman,
   type WithContainer,
 } from './test-fixture.js';
 
-if (!PODMAN) {
-  test('podman target: file drift', (t) => t.skip('podman is not installed'));
-} else {
-  after(cleanupAll);
-
+withPodman('podman target: file drift', () => {
   describe('podman target: file drift and repair', () => {
     const key = 'team/drift/dev';
     let target: PodmanTarget;
     let url: string;
 
-    const exec = (container: string, script: string) =>
-      cli.check(['exec', container, 'sh', '-c', script]);
     const serves = async (status: WorkloadStatus) => {
       for (const instance of status.instances)
         assert.equal(await get(`http://127.0.0.1:${instance.port}/`), 'podman-v1');
@@ -49,20 +44,14 @@ if (!PODMAN) {
       const fx = await fixture();
       // A generous start timeout: podman is shared and slow under load here.
       ({ target } = await newTarget({ driftCheckIntervalMs: 300, startTimeoutMs: 30_000 }));
-      const spec: WorkloadSpec = {
-        key,
-        image: fx.images.v1,
-        env: {},
-        port: 8080,
-        replicas: 2,
-        readiness: { path: '/healthz', periodSeconds: 1 },
+      const spec = testSpec(key, fx.images.v1, {
         // The app writes a file of its own next to the image's at each start.
         command: [
           'sh',
           '-c',
           `echo "written by the app" > /www/app-wrote.txt; ${versionedHttpdCommand[2]}`,
         ],
-      };
+      });
       const status = await target.apply(spec);
       url = status.url!;
       assert.equal(status.health, 'healthy');
@@ -70,14 +59,14 @@ if (!PODMAN) {
 
     after(async () => {
       await target.delete(key);
-      assert.deepEqual(await listContainers(cli, labelKeys.owner, target.owner), []);
+      assert.deepEqual(await containersOf(target), []);
     });
 
     it('reports no drift for what runs as applied: files the app adds, a touched file', async () => {
       const status = await target.status(key);
       assert.equal(await get(`${url}/app-wrote.txt`), 'written by the app\n');
       // Copied up into the container's layer (podman diff lists it) with the same content.
-      await exec(containerOf(status, 0)!, 'touch /www/index.html /etc/passwd');
+      await execIn(containerOf(status, 0)!, 'touch /www/index.html /etc/passwd');
       const listed = await cli.check(['diff', containerOf(status, 0)!]);
       assert.match(listed, /^C \/www\/index\.html$/m);
       assert.match(listed, /^A \/www\/app-wrote\.txt$/m);
@@ -90,7 +79,7 @@ if (!PODMAN) {
     it('finds a file changed by hand, and repair serves the original again without a failed request', async () => {
       const before = await target.status(key);
       const victim = before.instances[0]!;
-      await exec(containerOf(before, 0)!, 'printf "defaced by hand" > /www/index.html');
+      await execIn(containerOf(before, 0)!, 'printf "defaced by hand" > /www/index.html');
       assert.equal(await get(`http://127.0.0.1:${victim.port}/`), 'defaced by hand');
       const drift = `instance ${victim.id}: file /www/index.html changed`;
       // The periodic check finds it, without being asked.
@@ -135,7 +124,7 @@ if (!PODMAN) {
     it('finds a file removed by hand and a mode changed; repair heals both', async () => {
       const before = await target.status(key);
       const victim = before.instances[1]!;
-      await exec(containerOf(before, 1)!, 'rm /www/index.html && chmod 600 /etc/passwd');
+      await execIn(containerOf(before, 1)!, 'rm /www/index.html && chmod 600 /etc/passwd');
       const status = await target.status(key, { verify: true });
       assert.deepEqual(status.drift, [
         `instance ${victim.id}: file /etc/passwd changed mode`,
@@ -148,4 +137,4 @@ if (!PODMAN) {
       await serves(healed);
     });
   });
-}
+});

@@ -8,6 +8,7 @@ import {
   type ImageFileIndex,
 } from './image-files.js';
 import type { PodmanInstance } from './instance.js';
+import { Rounds } from './rounds.js';
 
 /**
  * File drift on the podman target: files of the image changed or removed inside a serving
@@ -58,9 +59,8 @@ export class FileDriftWatch {
   private readonly containers = new Map<string, ContainerFiles>();
   /** By image digest. */
   private readonly indexes = new Map<string, Promise<ImageFileIndex>>();
-  private timer: NodeJS.Timeout | undefined;
   private round: Promise<void> | null = null;
-  private stopped = false;
+  private readonly rounds = new Rounds(() => this.checkAll());
 
   constructor(
     private readonly options: {
@@ -78,21 +78,12 @@ export class FileDriftWatch {
 
   /** Checks every `intervalMs` (once; not for 0, nor after `stop()`). */
   start(): void {
-    if (this.timer || this.stopped || this.options.intervalMs <= 0) return;
-    const tick = async () => {
-      await this.checkAll();
-      if (this.stopped) return;
-      this.timer = setTimeout(() => void tick(), this.options.intervalMs);
-      this.timer.unref();
-    };
-    this.timer = setTimeout(() => void tick(), this.options.intervalMs);
-    this.timer.unref();
+    if (this.options.intervalMs > 0) this.rounds.start(this.options.intervalMs);
   }
 
   /** No more rounds; resolves once the one under way is over. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
+    this.rounds.stop();
     await this.round;
   }
 

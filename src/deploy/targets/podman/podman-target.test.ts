@@ -8,23 +8,25 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { after, before, describe, it, test } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { describeTargetContract } from '../target.case.test.js';
 import type { WorkloadImage, WorkloadSpec, WorkloadStatus } from '../target.js';
-import { labelKeys, listContainers } from './containers.js';
+import { testSpec } from '../test-workloads.js';
+import { labelKeys } from './containers.js';
 import type { PodmanTarget } from './podman-target.js';
 import { podmanStateSchema } from './state-file.js';
 import {
-  PODMAN,
-  cleanupAll,
   cli,
   containerExists,
   containerOf,
+  containersOf,
+  execIn,
   fixture,
   get,
   newTarget,
   pollThroughout,
   waitForStatus,
+  withPodman,
   type Fixture,
   type WithContainer,
 } from './test-fixture.js';
@@ -41,11 +43,7 @@ function assertServedThroughout(failures: string[]): void {
   assert.ok(failures.length <= 1, `failed requests: ${failures.join(', ')}`);
 }
 
-if (!PODMAN) {
-  test('podman target', (t) => t.skip('podman is not installed'));
-} else {
-  after(cleanupAll);
-
+withPodman('podman target', () => {
   describeTargetContract('podman', async () => {
     const fx = await fixture();
     const { target } = await newTarget();
@@ -64,7 +62,7 @@ if (!PODMAN) {
         assert.ok(fx.credentialCalls > 0, 'the image was pulled with credentials');
       },
       async afterDelete() {
-        assert.deepEqual(await listContainers(cli, labelKeys.owner, target.owner), []);
+        assert.deepEqual(await containersOf(target), []);
       },
       async cleanup() {
         await target.close();
@@ -77,15 +75,8 @@ if (!PODMAN) {
     before(async () => {
       fx = await fixture();
     });
-    const spec = (image: WorkloadImage, extra: Partial<WorkloadSpec> = {}): WorkloadSpec => ({
-      key: 'team/hello/dev',
-      image,
-      env: {},
-      port: 8080,
-      replicas: 1,
-      readiness: { path: '/healthz', periodSeconds: 1 },
-      ...extra,
-    });
+    const spec = (image: WorkloadImage, extra: Partial<WorkloadSpec> = {}) =>
+      testSpec('team/hello/dev', image, { replicas: 1, ...extra });
 
     it('runs the spec: env, PORT, command and labels; logs show each container', async () => {
       const { target } = await newTarget();
@@ -104,7 +95,7 @@ if (!PODMAN) {
       );
       assert.equal(status.health, 'healthy');
       assert.equal(await get(status.url!), 'hi there|9090|2');
-      const [container] = await listContainers(cli, labelKeys.owner, target.owner);
+      const [container] = await containersOf(target);
       assert.ok(container);
       assert.equal(container.labels[labelKeys.workload], 'team/env/dev');
       assert.equal(container.labels[labelKeys.instance], status.instances[0]!.id);
@@ -138,7 +129,7 @@ if (!PODMAN) {
       });
       const status = await target.status('team/unknown/dev');
       assert.equal(status.health, 'missing');
-      assert.deepEqual(await listContainers(cli, labelKeys.owner, target.owner), []);
+      assert.deepEqual(await containersOf(target), []);
     });
 
     it('refuses what podman cannot run: an env name with `=`', async () => {
@@ -161,9 +152,7 @@ if (!PODMAN) {
       const readiness = { path: '/healthz', periodSeconds: 3, failureThreshold: 2 };
       let status = await target.apply(spec(fx.images.v1, { key, readiness }));
       const id = status.instances[0]!.id;
-      const exec = (script: string, container: string) =>
-        cli.check(['exec', container, 'sh', '-c', script]);
-      await exec('rm /www/healthz', containerOf(status)!);
+      await execIn(containerOf(status)!, 'rm /www/healthz');
       await waitForStatus(target, key, (s) => s.instances[0]?.state === 'unready');
       await cli.check(['rm', '--force', '--time', '0', containerOf(status)!]);
       status = await waitForStatus(
@@ -174,7 +163,7 @@ if (!PODMAN) {
       const readyAt = Date.now();
       assert.equal(status.instances[0]!.id, id);
       const container = containerOf(status)!;
-      await exec('rm /www/healthz', container);
+      await execIn(container, 'rm /www/healthz');
       const states = new Set<string>();
       const watching = (async () => {
         while (Date.now() < readyAt + 7500) {
@@ -184,7 +173,7 @@ if (!PODMAN) {
       })();
       // The first periodic probe (3 s after ready) fails; the file is back before the second.
       await delay(readyAt + 4200 - Date.now());
-      await exec('printf ok > /www/healthz', container);
+      await execIn(container, 'printf ok > /www/healthz');
       await watching;
       assert.deepEqual([...states], ['ready'], 'one miss of a fresh container is not unready');
       await target.delete(key);
@@ -354,8 +343,8 @@ if (!PODMAN) {
           'the healthy one is left alone',
         );
         await target.delete(key);
-        assert.deepEqual(await listContainers(cli, labelKeys.owner, target.owner), []);
+        assert.deepEqual(await containersOf(target), []);
       });
     });
   });
-}
+});

@@ -4,24 +4,25 @@ import { join, resolve } from 'node:path';
 import { ValveError, invalidInput } from '../../../errors.js';
 import { newId } from '../../../ids.js';
 import { PortAllocator } from '../local/ports.js';
-import { WorkloadProxy } from '../local/proxy.js';
 import { probeSettings } from '../local/readiness.js';
-import { RolloutController } from '../rollout.js';
 import { instanceLogBlocks } from '../shared/instance-logs.js';
 import { KeyedQueue } from '../shared/keyed-queue.js';
-import { listenOnFreePort } from '../shared/proxy-port.js';
 import {
-  ProxyRolloutBackends,
+  instanceChanged,
   routeThroughProxies,
+  rolloutUnderWay,
+  runProxyRollout,
   settleUnfinishedRollout,
-  type ProxyRolloutHost,
+  stableForRollout,
 } from '../shared/proxy-rollout.js';
+import { RollingSwitch } from '../shared/rolling-switch.js';
 import { StateSaves } from '../shared/state-file-io.js';
-import { parseWorkloadSpec, rolloutFailed } from '../shared/target-errors.js';
+import { failApply, failRepair, parseWorkloadSpec } from '../shared/target-errors.js';
+import { WorkloadAddresses } from '../shared/workload-addresses.js';
+import { alreadyApplied } from '../shared/workload-status.js';
 import {
   silentLogger,
   type ImageSource,
-  type RolloutSpec,
   type Target,
   type TargetCapabilities,
   type TargetLogger,
@@ -41,14 +42,7 @@ import {
 } from './containers.js';
 import { PodmanImages, type RegistryAccess } from './images.js';
 import { PodmanInstance, type RestartBackoff } from './instance.js';
-import {
-  describeWorkload,
-  missing,
-  nameOf,
-  newWorkload,
-  sameSpec,
-  type Workload,
-} from './workload.js';
+import { describeWorkload, missing, nameOf, newWorkload, type Workload } from './workload.js';
 import {
   readStateFile,
   writeStateFile,
@@ -139,6 +133,9 @@ export class PodmanTarget implements Target {
   private recovered = false;
   private readonly watch: ContainerWatch;
   private readonly files: FileDriftWatch;
+  private readonly addresses: WorkloadAddresses;
+  /** Starts candidates and switches to them (applies, promotions, repairs). */
+  private readonly switching: RollingSwitch<Workload, PodmanInstance>;
 
   constructor(options: PodmanTargetOptions) {
     this.root = join(options.dataDir, 'targets', 'podman');
@@ -175,6 +172,14 @@ export class PodmanTarget implements Target {
       intervalMs: options.driftCheckIntervalMs ?? 30_000,
       logger: this.logger,
       instances: () => [...this.workloads.values()].flatMap((workload) => workload.instances),
+    });
+    this.addresses = new WorkloadAddresses(this.ports, this.host, this.logger);
+    this.switching = new RollingSwitch({
+      noun: 'container',
+      drainTimeoutMs: this.drainTimeoutMs,
+      persist: () => this.persist(),
+      removeInstances: (workload, instances) => this.removeInstances(workload, instances),
+      lastOutput: (_workload, instance) => instance.lastOutput,
     });
   }
 
@@ -218,11 +223,11 @@ export class PodmanTarget implements Target {
   }
 
   async promote(key: string): Promise<void> {
-    this.rolloutOf(key).promote();
+    rolloutUnderWay(this.workloads.get(key), key).promote();
   }
 
   async abort(key: string): Promise<void> {
-    this.rolloutOf(key).abort('aborted');
+    rolloutUnderWay(this.workloads.get(key), key).abort('aborted');
   }
 
   async delete(key: string): Promise<void> {
@@ -232,12 +237,7 @@ export class PodmanTarget implements Target {
     await this.queue.run(key, async () => {
       const workload = this.workloads.get(key);
       if (!workload) return;
-      await workload.proxy?.close();
-      workload.proxy = null;
-      await this.closePreview(workload);
-      await Promise.all(workload.instances.map((instance) => instance.stop()));
-      for (const instance of workload.instances) this.ports.release(instance.record.port);
-      this.ports.release(workload.record.proxyPort);
+      await this.addresses.remove(workload);
       this.workloads.delete(key);
       await this.persist();
       // Whatever else carries the workload's label (a container a crash left behind).
@@ -292,12 +292,7 @@ export class PodmanTarget implements Target {
     await this.watch.stop();
     await this.files.stop();
     await Promise.all(
-      [...this.workloads.values()].map(async (workload) => {
-        await workload.proxy?.close();
-        workload.proxy = null;
-        await workload.preview?.close();
-        workload.preview = null;
-      }),
+      [...this.workloads.values()].map((workload) => this.addresses.close(workload)),
     );
   }
 
@@ -311,8 +306,7 @@ export class PodmanTarget implements Target {
     progress: (message: string) => void,
   ): Promise<WorkloadStatus> {
     const workload = await this.workloadFor(spec.key);
-    const { serving, desired } = workload.record;
-    if (serving && desired && sameSpec(serving, spec) && sameSpec(desired, spec)) {
+    if (alreadyApplied(workload.record, spec)) {
       progress('already running this spec');
       return this.describe(workload);
     }
@@ -321,19 +315,13 @@ export class PodmanTarget implements Target {
     let candidates: PodmanInstance[];
     try {
       await this.images.ensure(spec.image, progress);
-      const strategy = spec.rollout?.strategy ?? 'rolling';
-      const stableServes = workload.instances.some(
-        (instance) => instance.record.role === 'active' && instance.ready,
-      );
-      // Nothing to compare with (first deploy, nothing ready) or to scale: a plain switch.
-      if (strategy !== 'rolling' && serving && stableServes && spec.replicas > 0) {
-        return await this.progressive(workload, spec, serving, progress);
-      }
+      const stable = stableForRollout(workload, spec);
+      if (stable) return await this.progressive(workload, spec, stable, progress);
       workload.record.rollout = null;
       progress(`starting ${spec.replicas} container(s) of ${spec.image.reference}`);
       candidates = await this.launchCandidates(workload, spec, spec.replicas);
     } catch (error) {
-      return this.applyFailed(workload, spec, error);
+      return failApply(workload, spec, error, () => this.persist(), this.logger);
     }
     await this.switchTo(workload, spec, candidates, progress);
     workload.progressing = false;
@@ -348,77 +336,17 @@ export class PodmanTarget implements Target {
     serving: WorkloadSpec,
     progress: (message: string) => void,
   ): Promise<WorkloadStatus> {
-    const backends = new ProxyRolloutBackends(
-      this.rolloutHost(workload, spec, progress),
-      workload,
-      spec,
-    );
-    const controller = new RolloutController({
-      key: spec.key,
-      spec: spec.rollout as RolloutSpec & { strategy: 'canary' | 'blue-green' },
-      replicas: spec.replicas,
-      canaryImage: spec.image.digest,
-      stableImage: serving.image.digest,
-      backends,
-      onChange: (status) => {
-        const before = workload.record.rollout?.message;
-        workload.record.rollout = status;
-        if (status.message !== before) progress(status.message);
-        this.saveInBackground(workload);
-      },
-    });
-    backends.onFailure = (reason) => controller.fail(reason);
-    workload.rollout = { controller, backends };
-    try {
-      await controller.run();
-    } finally {
-      workload.rollout = null;
-      workload.canaryWeight = 0;
-      await this.closePreview(workload);
-    }
-    workload.progressing = false;
-    await this.persist();
-    return this.describe(workload);
-  }
-
-  /** What a rollout's backends may do with the workload. */
-  private rolloutHost(
-    workload: Workload,
-    spec: WorkloadSpec,
-    progress: (message: string) => void,
-  ): ProxyRolloutHost<PodmanInstance> {
-    return {
+    await runProxyRollout(workload, spec, serving, {
       launchCandidates: (count) => this.launchCandidates(workload, spec, count),
       removeInstances: (instances) => this.removeInstances(workload, instances),
       switchTo: (candidates) => this.switchTo(workload, spec, candidates, progress),
-      openPreview: () => this.openPreview(workload),
-      closePreview: () => this.closePreview(workload),
-      route: () => this.route(workload),
+      addresses: this.addresses,
       drainTimeoutMs: this.drainTimeoutMs,
-    };
-  }
-
-  private rolloutOf(key: string): RolloutController {
-    const controller = this.workloads.get(key)?.rollout?.controller;
-    if (!controller) throw new ValveError('CONFLICT', `no rollout of ${key} is under way`);
-    return controller;
-  }
-
-  /** The old version keeps serving; records why and throws. */
-  private async applyFailed(
-    workload: Workload,
-    spec: WorkloadSpec,
-    error: unknown,
-  ): Promise<never> {
-    workload.progressing = false;
-    const rolledBack = error instanceof ValveError && error.code === 'DEPLOY_ROLLOUT_FAILED';
-    const message = rolledBack
-      ? error.message
-      : `rollout of ${spec.image.reference} failed: ${(error as Error).message}`;
-    workload.record.message = message;
+      progress,
+      save: () => this.saveInBackground(workload),
+    });
     await this.persist();
-    this.logger.warn({ workload: spec.key, err: message }, 'rollout failed');
-    throw error instanceof ValveError ? error : rolloutFailed(spec.key, message);
+    return this.describe(workload);
   }
 
   /**
@@ -426,33 +354,13 @@ export class PodmanTarget implements Target {
    * ready (an exit fails at once), all of them are removed and this throws with the
    * container's last output.
    */
-  private async launchCandidates(
+  private launchCandidates(
     workload: Workload,
     spec: WorkloadSpec,
     count: number,
   ): Promise<PodmanInstance[]> {
-    const candidates: PodmanInstance[] = [];
-    try {
-      for (let i = 0; i < count; i++) {
-        candidates.push(await this.addInstance(workload, spec, 'candidate'));
-      }
-      await this.persist();
-      const started = await Promise.allSettled(candidates.map((candidate) => candidate.start()));
-      const failed = started.findIndex((result) => result.status === 'rejected');
-      if (failed >= 0) {
-        const instance = candidates[failed]!;
-        const reason = (started[failed] as PromiseRejectedResult).reason as Error;
-        const output = instance.lastOutput;
-        throw new Error(
-          `instance ${instance.id} ${reason.message}` +
-            (output.length > 0 ? `; its last output:\n${output.join('\n')}` : ''),
-        );
-      }
-      return candidates;
-    } catch (error) {
-      await this.removeInstances(workload, candidates);
-      throw error;
-    }
+    const add = () => this.addInstance(workload, spec, 'candidate');
+    return this.switching.launch(workload, count, add);
   }
 
   /** The candidates become the serving version; every active container is replaced. */
@@ -465,52 +373,10 @@ export class PodmanTarget implements Target {
     const replaced = workload.instances.filter((instance) => instance.record.role === 'active');
     workload.record.serving = spec;
     workload.record.message = null;
-    await this.swap(
-      workload,
-      candidates,
-      replaced,
-      () => progress(`switched ${workload.proxy?.url ?? spec.key} to ${spec.image.reference}`),
-      progress,
-    );
+    const switched = () =>
+      progress(`switched ${workload.proxy?.url ?? spec.key} to ${spec.image.reference}`);
+    await this.switching.swap(workload, candidates, replaced, progress, switched);
     if (replaced.length > 0) progress(`removed ${replaced.length} old container(s)`);
-  }
-
-  /**
-   * One synchronous step, so each request goes wholly to the old or the new set: `incoming`
-   * serve, `outgoing` stop receiving requests; then `outgoing` finish their in-flight requests
-   * (bounded by drainTimeoutMs) and are removed.
-   */
-  private async swap(
-    workload: Workload,
-    incoming: PodmanInstance[],
-    outgoing: PodmanInstance[],
-    onSwitched: () => void,
-    progress: (message: string) => void,
-  ): Promise<void> {
-    for (const instance of incoming) {
-      instance.record.role = 'active';
-      instance.supervised = true;
-    }
-    for (const instance of outgoing) {
-      instance.record.role = 'retiring';
-      instance.markDraining();
-    }
-    workload.canaryWeight = 0;
-    this.route(workload);
-    await this.persist();
-    onSwitched();
-    if (outgoing.length === 0) return;
-    progress(`draining ${outgoing.length} old container(s)`);
-    const drained = await workload.proxy?.waitForIdle(
-      outgoing.map((instance) => instance.id),
-      this.drainTimeoutMs,
-    );
-    if (drained === false) {
-      progress(
-        `old containers still busy after ${this.drainTimeoutMs / 1000} s; stopping them anyway`,
-      );
-    }
-    await this.removeInstances(workload, outgoing);
   }
 
   /**
@@ -531,45 +397,14 @@ export class PodmanTarget implements Target {
       for (const old of drifted) {
         progress(`instance ${old.id}: ${this.files.driftOf(old).join('; ')}: replacing it`);
         const [replacement] = await this.launchCandidates(workload, serving, 1);
-        await this.swap(workload, [replacement!], [old], () => {}, progress);
+        await this.switching.swap(workload, [replacement!], [old], progress);
         progress(`instance ${old.id} replaced by ${replacement!.id}`);
       }
     } catch (error) {
-      const message = `repair of ${key} failed: ${(error as Error).message}`;
-      workload.record.message = message;
-      await this.persist();
-      throw error instanceof ValveError ? error : rolloutFailed(key, message);
+      await failRepair(workload, error, () => this.persist());
     } finally {
       workload.progressing = false;
     }
-  }
-
-  /** Blue-green: a second address, serving only the candidates. */
-  private async openPreview(workload: Workload): Promise<void> {
-    if (workload.preview) return;
-    workload.preview = await listenOnFreePort(this.ports, async (port) => {
-      const proxy = new WorkloadProxy({
-        host: this.host,
-        port,
-        name: `${workload.record.key} (preview)`,
-        logger: this.logger,
-      });
-      try {
-        await proxy.listen();
-        return proxy;
-      } catch (error) {
-        this.ports.release(port);
-        throw error;
-      }
-    });
-  }
-
-  private async closePreview(workload: Workload): Promise<void> {
-    const preview = workload.preview;
-    if (!preview) return;
-    workload.preview = null;
-    await preview.close();
-    this.ports.release(Number(new URL(preview.url).port));
   }
 
   /** The workload of `key`, created with its address (a port of its own, kept for good). */
@@ -587,26 +422,12 @@ export class PodmanTarget implements Target {
       rollout: null,
     };
     const workload = newWorkload(record);
-    workload.proxy = await listenOnFreePort(this.ports, (port) => {
-      record.proxyPort = port;
-      return this.openProxy(workload);
-    });
+    await this.addresses.openNew(workload);
     this.workloads.set(key, workload);
     await this.persist();
     this.watch.start();
     this.files.start();
     return workload;
-  }
-
-  private async openProxy(workload: Workload): Promise<WorkloadProxy> {
-    const proxy = new WorkloadProxy({
-      host: this.host,
-      port: workload.record.proxyPort,
-      name: workload.record.key,
-      logger: this.logger,
-    });
-    await proxy.listen();
-    return proxy;
   }
 
   private async addInstance(
@@ -678,8 +499,7 @@ export class PodmanTarget implements Target {
   }
 
   private instanceChanged(workload: Workload, instance: PodmanInstance): void {
-    this.route(workload);
-    workload.rollout?.backends.instanceChanged(instance);
+    instanceChanged(workload, instance);
     this.saveInBackground(workload);
   }
 
@@ -690,14 +510,6 @@ export class PodmanTarget implements Target {
         'could not save podman target state',
       ),
     );
-  }
-
-  /**
-   * Points the address at the serving instances that pass readiness, and a canary's share at
-   * the candidates; the preview address at the candidates.
-   */
-  private route(workload: Workload): void {
-    routeThroughProxies(workload);
   }
 
   private async recoverState(): Promise<void> {
@@ -733,12 +545,7 @@ export class PodmanTarget implements Target {
     const workload = newWorkload({ ...record, instances: [], rollout: record.rollout ?? null });
     this.workloads.set(record.key, workload);
     settleUnfinishedRollout(workload.record);
-    try {
-      workload.proxy = await this.openProxy(workload);
-    } catch (error) {
-      workload.record.message = `cannot reopen the address on port ${record.proxyPort}: ${(error as Error).message}`;
-      this.logger.error({ workload: record.key, err: error }, 'cannot reopen workload address');
-    }
+    await this.addresses.reopen(workload);
 
     // Left by an apply the server did not live to finish: the reconciler will apply again.
     const unfinished = record.instances.filter((instance) => instance.role !== 'active');
@@ -763,7 +570,7 @@ export class PodmanTarget implements Target {
         ),
       ),
     );
-    this.route(workload);
+    routeThroughProxies(workload);
   }
 
   private describe(workload: Workload): WorkloadStatus {

@@ -6,49 +6,23 @@
  * ../shared/proxy-rollout.ts, as on the local target.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it, test } from 'node:test';
-import type { RolloutSpec, WorkloadImage, WorkloadSpec } from '../target.js';
+import { before, describe, it } from 'node:test';
+import type { RolloutSpec, WorkloadImage } from '../target.js';
+import { blueGreen, canary, rejection, testSpec } from '../test-workloads.js';
 import { Poller, waitForStatus } from '../local/test-processes.js';
-import { labelKeys, listContainers } from './containers.js';
 import type { PodmanTarget } from './podman-target.js';
 import {
-  PODMAN,
-  cleanupAll,
-  cli,
   containerExists,
+  containersOf,
   fixture,
   get,
   newTarget,
+  withPodman,
   type Fixture,
   type WithContainer,
 } from './test-fixture.js';
 
-const analysis = { maxErrorRate: 0.05, minRequests: 10, maxFailedChecks: 3, intervalSeconds: 1 };
-
-function canary(steps: RolloutSpec['steps'], autoPromote = true): RolloutSpec {
-  return { strategy: 'canary', steps, analysis, autoPromote };
-}
-
-function blueGreen(pauseSeconds: number, autoPromote = true): RolloutSpec {
-  return { strategy: 'blue-green', steps: [{ weight: 100, pauseSeconds }], analysis, autoPromote };
-}
-
-/** A rolled-back apply: its time, and the DEPLOY_ROLLOUT_FAILED error. */
-async function rejection(apply: Promise<unknown>): Promise<{ at: number; message: string }> {
-  try {
-    await apply;
-  } catch (error) {
-    assert.equal((error as { code?: string }).code, 'DEPLOY_ROLLOUT_FAILED', String(error));
-    return { at: Date.now(), message: (error as Error).message };
-  }
-  assert.fail('the apply should have failed');
-}
-
-if (!PODMAN) {
-  test('podman target rollouts', (t) => t.skip('podman is not installed'));
-} else {
-  after(cleanupAll);
-
+withPodman('podman target rollouts', () => {
   describe('podman target: canary and blue-green rollouts', () => {
     const key = 'team/shop/prod';
     let fx: Fixture;
@@ -57,19 +31,9 @@ if (!PODMAN) {
     let url: string;
     const options = { startTimeoutMs: 30_000, stopGraceMs: 2000 };
 
-    const spec = (image: WorkloadImage, rollout?: RolloutSpec): WorkloadSpec => ({
-      key,
-      image,
-      env: {},
-      port: 8080,
-      replicas: 2,
-      readiness: { path: '/healthz', periodSeconds: 1 },
-      rollout,
-    });
+    const spec = (image: WorkloadImage, rollout?: RolloutSpec) => testSpec(key, image, { rollout });
     const containers = async () =>
-      (await listContainers(cli, labelKeys.owner, target.owner)).filter(
-        (container) => container.state === 'running',
-      );
+      (await containersOf(target)).filter((container) => container.state === 'running');
 
     before(async () => {
       fx = await fixture();
@@ -190,12 +154,8 @@ if (!PODMAN) {
       assert.ok(progress.some(({ message }) => /step 2\/2: running 2 instance/.test(message)));
       // Each step's share of v2 follows its weight (loosely: the clients are slow here).
       const at = (pattern: RegExp) => progress.find(({ message }) => pattern.test(message))!.at;
-      const share = (from: number, to: number) => {
-        const inStep = answers.filter((answer) => answer.at > from + 50 && answer.at < to - 50);
-        return inStep.filter((answer) => answer.text === 'podman-v2').length / inStep.length;
-      };
-      const step1 = share(at(/^step 1\/2: 25%/), at(/^step 2\/2: running/));
-      const step2 = share(at(/^step 2\/2: 75%/), at(/^promoting/));
+      const step1 = poller.share('podman-v2', at(/^step 1\/2: 25%/), at(/^step 2\/2: running/));
+      const step2 = poller.share('podman-v2', at(/^step 2\/2: 75%/), at(/^promoting/));
       assert.ok(Math.abs(step1 - 0.25) < 0.15, `step 1: ${step1} of the answers were v2`);
       assert.ok(Math.abs(step2 - 0.75) < 0.15, `step 2: ${step2} of the answers were v2`);
       assert.equal(answers.at(-1)?.text, 'podman-v2');
@@ -302,4 +262,4 @@ if (!PODMAN) {
       await target.delete(key);
     });
   });
-}
+});

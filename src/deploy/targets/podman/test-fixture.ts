@@ -3,12 +3,13 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Registry, registryRoutes } from '../../../registry/index.js';
 import type { WorkloadImage, WorkloadStatus } from '../target.js';
 import { PodmanCli } from './cli.js';
-import { labelKeys, listContainers } from './containers.js';
+import { labelKeys, listContainers, type ObservedContainer } from './containers.js';
 import { PodmanTarget, type PodmanTargetOptions } from './podman-target.js';
 import {
   publishBusyboxHttpdImage,
@@ -39,6 +40,19 @@ export interface Fixture {
   };
   /** How often a target asked for registry credentials. */
   credentialCalls: number;
+}
+
+/**
+ * Declares the tests of `suites` where podman is installed, and removes every container and
+ * image they made after them (also after a failure); elsewhere one skipped test, `name`.
+ */
+export function withPodman(name: string, suites: () => void): void {
+  if (!PODMAN) {
+    test(name, (t) => t.skip('podman is not installed'));
+    return;
+  }
+  after(cleanupAll);
+  suites();
 }
 
 let fixturePromise: Promise<Fixture> | null = null;
@@ -255,6 +269,16 @@ export function pollThroughout(url: string): {
 export type WithContainer = WorkloadStatus['instances'][number] & { container?: string | null };
 export const containerOf = (status: WorkloadStatus, index = 0) =>
   (status.instances[index] as WithContainer | undefined)?.container ?? null;
+
+/** Every container carrying the target's label, running or not. */
+export function containersOf(target: PodmanTarget): Promise<ObservedContainer[]> {
+  return listContainers(cli, labelKeys.owner, target.owner);
+}
+
+/** Runs `script` with `sh -c` inside a container; its output. */
+export function execIn(container: string, script: string): Promise<string> {
+  return cli.check(['exec', container, 'sh', '-c', script]);
+}
 
 export async function containerExists(id: string): Promise<boolean> {
   return (await cli.run(['container', 'exists', id])).code === 0;

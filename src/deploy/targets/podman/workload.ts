@@ -1,7 +1,5 @@
-import type { WorkloadProxy } from '../local/proxy.js';
-import type { RolloutController } from '../rollout.js';
-import type { ProxyRolloutBackends } from '../shared/proxy-rollout.js';
-import { describeWorkloadStatus, missingStatus, sameSpec } from '../shared/workload-status.js';
+import { newProxyWorkload, type ProxyWorkload } from '../shared/proxy-rollout.js';
+import { describeWorkloadStatus, missingStatus } from '../shared/workload-status.js';
 import { safeWorkloadName } from '../shared/workload-name.js';
 import type { WorkloadStatus } from '../target.js';
 import type { PodmanInstance } from './instance.js';
@@ -9,37 +7,14 @@ import type { WorkloadRecord } from './state-file.js';
 
 /** One workload of the podman target as it runs, and how its status is told from it. */
 
-export interface Workload {
-  /** Persisted fields; `instances` is rebuilt from the live instances at each save. */
-  record: WorkloadRecord;
-  instances: PodmanInstance[];
-  /** The stable address. */
-  proxy: WorkloadProxy | null;
-  progressing: boolean;
+/** As the local target's (`../shared/proxy-rollout.ts`), plus the strays of its containers. */
+export interface Workload extends ProxyWorkload<WorkloadRecord, PodmanInstance> {
   /** Containers labelled for this workload that no instance owns, as the last listing found. */
   strays: string[];
-  /** Share (0-100) of the stable address's requests for ready candidates: a canary. */
-  canaryWeight: number;
-  /** Blue-green: an address serving only the candidates, until the switch. */
-  preview: WorkloadProxy | null;
-  /** The canary or blue-green rollout under way. */
-  rollout: {
-    controller: RolloutController;
-    backends: ProxyRolloutBackends<PodmanInstance>;
-  } | null;
 }
 
 export function newWorkload(record: WorkloadRecord): Workload {
-  return {
-    record,
-    instances: [],
-    proxy: null,
-    progressing: false,
-    strays: [],
-    canaryWeight: 0,
-    preview: null,
-    rollout: null,
-  };
+  return { ...newProxyWorkload<WorkloadRecord, PodmanInstance>(record), strays: [] };
 }
 
 /** What the status needs of the file drift check (file-drift.ts). */
@@ -83,5 +58,3 @@ export const missing = missingStatus;
 
 /** Readable, unique and valid in a container name: `team-a/hello/dev` -> `team-a_hello_dev-1a2b3c4d`. */
 export const nameOf = safeWorkloadName;
-
-export { sameSpec };

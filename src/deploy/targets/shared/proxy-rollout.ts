@@ -1,7 +1,14 @@
-import type { Backend, BackendSet, TrafficStats } from '../local/proxy.js';
+import { ValveError } from '../../../errors.js';
+import type { Backend, BackendSet, TrafficStats, WorkloadProxy } from '../local/proxy.js';
 import { probeOnce } from '../local/readiness.js';
-import { unfinishedRolloutPhases, type RolloutBackends, type RolloutMetrics } from '../rollout.js';
-import type { InstanceState, RolloutStatus, WorkloadSpec } from '../target.js';
+import {
+  RolloutController,
+  unfinishedRolloutPhases,
+  type RolloutBackends,
+  type RolloutMetrics,
+} from '../rollout.js';
+import type { InstanceState, RolloutSpec, RolloutStatus, WorkloadSpec } from '../target.js';
+import type { WorkloadAddresses } from './workload-addresses.js';
 import { sameSpec } from './workload-status.js';
 
 /**
@@ -10,7 +17,8 @@ import { sameSpec } from './workload-status.js';
  * workload's proxy splitting the stable address's requests between them by weight, and a
  * preview proxy serving only the candidates. The candidates' traffic is counted by the proxy
  * (its canary set) and by the preview proxy; their failed checks are the probes that fail at
- * each analysis, and any exit. `../rollout.ts` decides what happens when.
+ * each analysis, and any exit. `../rollout.ts` decides what happens when; `runProxyRollout`
+ * runs one rollout for a target.
  */
 
 /** What a rollout needs of an instance. */
@@ -57,6 +65,42 @@ export function routeThroughProxies<I extends RolloutInstance>(workload: Rollout
   workload.preview?.setBackends(ready('candidate'));
 }
 
+/** What a workload's persisted record holds for its addresses and rollouts. */
+export interface ProxyWorkloadRecord extends RolloutRecord {
+  key: string;
+  proxyPort: number;
+}
+
+/** One workload of such a target (local, podman), as the target holds it in memory. */
+export interface ProxyWorkload<
+  R extends ProxyWorkloadRecord,
+  I extends RolloutInstance,
+> extends RolloutWorkload<I> {
+  /** Persisted fields; `instances` is rebuilt from the live instances at each save. */
+  record: R;
+  proxy: WorkloadProxy | null;
+  preview: WorkloadProxy | null;
+  /** An apply (or a repair) is under way. */
+  progressing: boolean;
+  /** The canary or blue-green rollout under way. */
+  rollout: { controller: RolloutController; backends: ProxyRolloutBackends<I> } | null;
+}
+
+/** A workload of `record` with no instances, no address yet and no rollout. */
+export function newProxyWorkload<R extends ProxyWorkloadRecord, I extends RolloutInstance>(
+  record: R,
+): ProxyWorkload<R, I> {
+  return {
+    record,
+    instances: [],
+    proxy: null,
+    progressing: false,
+    canaryWeight: 0,
+    preview: null,
+    rollout: null,
+  };
+}
+
 /** What the target lends one rollout, bound to its workload, spec and image. */
 export interface ProxyRolloutHost<I extends RolloutInstance> {
   /** Starts `count` new candidates and resolves once ready; removes them and throws when not. */
@@ -64,11 +108,89 @@ export interface ProxyRolloutHost<I extends RolloutInstance> {
   removeInstances(instances: I[]): Promise<void>;
   /** The candidates become the serving version in one step; the old one drains and stops. */
   switchTo(candidates: I[]): Promise<void>;
-  openPreview(): Promise<void>;
-  closePreview(): Promise<void>;
-  /** Routes the workload's addresses after a change of candidates or weight. */
-  route(): void;
+  /** The target's addresses, where the preview address is opened and closed. */
+  addresses: WorkloadAddresses;
   drainTimeoutMs: number;
+  /** Each new message of the rollout's status. */
+  progress(message: string): void;
+  /** Saves the state file without waiting (at each change of the rollout's status). */
+  save(): void;
+}
+
+/**
+ * Runs a canary or blue-green rollout of `spec` (`serving` the stable version): resolves once
+ * promoted, throws DEPLOY_ROLLOUT_FAILED once rolled back. Each change of the rollout's status
+ * goes into the workload's record and is saved; a new message is reported. However it ends, no
+ * share of the requests is left for candidates and the preview address is closed. Promoted,
+ * the workload is no longer progressing.
+ */
+export async function runProxyRollout<R extends ProxyWorkloadRecord, I extends RolloutInstance>(
+  workload: ProxyWorkload<R, I>,
+  spec: WorkloadSpec,
+  serving: WorkloadSpec,
+  host: ProxyRolloutHost<I>,
+): Promise<void> {
+  const backends = new ProxyRolloutBackends(host, workload, spec);
+  const controller = new RolloutController({
+    key: spec.key,
+    spec: spec.rollout as RolloutSpec & { strategy: 'canary' | 'blue-green' },
+    replicas: spec.replicas,
+    canaryImage: spec.image.digest,
+    stableImage: serving.image.digest,
+    backends,
+    onChange: (status) => {
+      const before = workload.record.rollout?.message;
+      workload.record.rollout = status;
+      if (status.message !== before) host.progress(status.message);
+      host.save();
+    },
+  });
+  backends.onFailure = (reason) => controller.fail(reason);
+  workload.rollout = { controller, backends };
+  try {
+    await controller.run();
+  } finally {
+    workload.rollout = null;
+    workload.canaryWeight = 0;
+    await host.addresses.closePreview(workload);
+  }
+  workload.progressing = false;
+}
+
+/**
+ * The serving spec a canary or blue-green `spec` rolls out beside; null for a plain switch: a
+ * rolling spec, or nothing to compare with (first deploy, no active instance ready) or to
+ * scale (0 replicas).
+ */
+export function stableForRollout<R extends ProxyWorkloadRecord, I extends RolloutInstance>(
+  workload: ProxyWorkload<R, I>,
+  spec: WorkloadSpec,
+): WorkloadSpec | null {
+  const strategy = spec.rollout?.strategy ?? 'rolling';
+  const stableServes = workload.instances.some(
+    (instance) => instance.record.role === 'active' && instance.ready,
+  );
+  const serving = workload.record.serving;
+  return strategy !== 'rolling' && serving && stableServes && spec.replicas > 0 ? serving : null;
+}
+
+/** The rollout under way on `workload` (of `key`), for `promote` and `abort`; CONFLICT when none. */
+export function rolloutUnderWay(
+  workload: { rollout: { controller: RolloutController } | null } | undefined,
+  key: string,
+): RolloutController {
+  const controller = workload?.rollout?.controller;
+  if (!controller) throw new ValveError('CONFLICT', `no rollout of ${key} is under way`);
+  return controller;
+}
+
+/** Every change of an instance of the workload: the addresses follow, and the rollout sees it. */
+export function instanceChanged<R extends ProxyWorkloadRecord, I extends RolloutInstance>(
+  workload: ProxyWorkload<R, I>,
+  instance: I,
+): void {
+  routeThroughProxies(workload);
+  workload.rollout?.backends.instanceChanged(instance);
 }
 
 export class ProxyRolloutBackends<I extends RolloutInstance> implements RolloutBackends {
@@ -83,7 +205,7 @@ export class ProxyRolloutBackends<I extends RolloutInstance> implements RolloutB
 
   constructor(
     private readonly host: ProxyRolloutHost<I>,
-    private readonly workload: RolloutWorkload<I>,
+    private readonly workload: ProxyWorkload<ProxyWorkloadRecord, I>,
     private readonly spec: WorkloadSpec,
   ) {
     this.baseline = workload.proxy?.totals('canary') ?? { requests: 0, errors5xx: 0 };
@@ -93,17 +215,17 @@ export class ProxyRolloutBackends<I extends RolloutInstance> implements RolloutB
     if (count <= this.candidates.length) return;
     const started = await this.host.launchCandidates(count - this.candidates.length);
     this.candidates.push(...started);
-    this.host.route();
+    routeThroughProxies(this.workload);
   }
 
   setWeight(weight: number): void {
     this.workload.canaryWeight = weight;
-    this.host.route();
+    routeThroughProxies(this.workload);
   }
 
   async openPreview(): Promise<string> {
-    await this.host.openPreview();
-    this.host.route();
+    await this.host.addresses.openPreview(this.workload);
+    routeThroughProxies(this.workload);
     return this.workload.preview!.url;
   }
 
@@ -137,14 +259,14 @@ export class ProxyRolloutBackends<I extends RolloutInstance> implements RolloutB
     await this.scaleCanary(this.spec.replicas);
     this.leaving = true;
     await this.host.switchTo(this.candidates);
-    await this.host.closePreview();
+    await this.host.addresses.closePreview(this.workload);
   }
 
   async rollback(): Promise<void> {
     this.leaving = true;
     this.workload.canaryWeight = 0;
-    await this.host.closePreview();
-    this.host.route();
+    await this.host.addresses.closePreview(this.workload);
+    routeThroughProxies(this.workload);
     await this.workload.proxy?.waitForIdle(
       this.candidates.map((instance) => instance.id),
       this.host.drainTimeoutMs,

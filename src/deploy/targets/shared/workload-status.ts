@@ -84,6 +84,15 @@ export function missingStatus(key: string): WorkloadStatus {
   };
 }
 
+/** `spec` is what was last applied, and it serves: applying it again is a no-op. */
+export function alreadyApplied(
+  record: { serving: WorkloadSpec | null; desired: WorkloadSpec | null },
+  spec: WorkloadSpec,
+): boolean {
+  const { serving, desired } = record;
+  return serving !== null && desired !== null && sameSpec(serving, spec) && sameSpec(desired, spec);
+}
+
 /** Same spec, whatever the order of keys (env maps are built in any order). */
 export function sameSpec(a: WorkloadSpec, b: WorkloadSpec): boolean {
   return canonical(a) === canonical(b);
