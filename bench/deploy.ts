@@ -556,14 +556,26 @@ function cleanUpPodman(valve: Valve, session: Session): void {
     .stdout.split('\n')
     .filter(Boolean);
   if (ids.length) spawnSync('podman', ['rm', '-f', '-t', '0', ...ids], { stdio: 'ignore' });
-  const images = spawnSync(
+  // Pulled (`<registry>/<team>/<app>`) or loaded (`localhost/valve-deploy/<team>/<app>`).
+  const images = podmanImages()
+    .filter((image) => image.repository.includes(`/${session.team}/`))
+    .map((image) => image.id);
+  if (images.length) spawnSync('podman', ['rmi', '-f', ...new Set(images)], { stdio: 'ignore' });
+}
+
+/** Every image in podman's storage: id, repository and manifest digest. */
+function podmanImages(): { id: string; repository: string; digest: string }[] {
+  return spawnSync(
     'podman',
-    ['images', '-q', '--filter', `reference=localhost/valve-deploy/${session.team}/*`],
+    ['images', '--no-trunc', '--format', '{{.ID}} {{.Repository}} {{.Digest}}'],
     { encoding: 'utf8' },
   )
     .stdout.split('\n')
-    .filter(Boolean);
-  if (images.length) spawnSync('podman', ['rmi', '-f', ...new Set(images)], { stdio: 'ignore' });
+    .filter(Boolean)
+    .map((line) => {
+      const [id = '', repository = '', digest = ''] = line.split(' ');
+      return { id: id.replace(/^sha256:/, ''), repository, digest };
+    });
 }
 
 interface PushRow {
@@ -795,8 +807,12 @@ async function pushToLive(): Promise<PushRow[]> {
       );
       const digest = envs.body[0]?.digest;
       if (!digest) throw new Error('the podman environment reports no digest');
+      // The target pulled it from Valve's registry (podman records the manifest digest), or
+      // loaded it under its own name.
+      const pulled = podmanImages().find((image) => image.digest === digest);
       rows.at(-1)!.byHand = await podmanRunByHand(
-        `localhost/valve-deploy/${PUSH_TEAM}/hello-podman:${digest.replace(':', '-')}`,
+        pulled?.id ??
+          `localhost/valve-deploy/${PUSH_TEAM}/hello-podman:${digest.replace(':', '-')}`,
         3,
       );
     }
