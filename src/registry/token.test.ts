@@ -193,6 +193,8 @@ describe('RegistryTokens', () => {
 describe('token flow over HTTP', () => {
   const ALICE = `Basic ${Buffer.from('alice:secret-token').toString('base64')}`;
   const WRONG = `Basic ${Buffer.from('alice:wrong').toString('base64')}`;
+  /** alice again, with a password of three dotted parts, as a JWT has. */
+  const DOTTED = `Basic ${Buffer.from('alice:my.pass-word.here').toString('base64')}`;
   let dataDir: string;
   let app: FastifyInstance;
   let tokens: RegistryTokens;
@@ -202,6 +204,7 @@ describe('token flow over HTTP', () => {
     const header = request.headers.authorization;
     if (header === undefined) return null;
     if (header === ALICE) return 'alice';
+    if (header === DOTTED) return 'alice';
     throw new ValveError('AUTH_BAD_CREDENTIALS');
   };
   const authorize = async (
@@ -399,6 +402,13 @@ describe('token flow over HTTP', () => {
     for (const token of [expired.token, foreign.token]) {
       assert.equal((await tokenFor(asBasic(token), 'repository:team-a/app:pull')).statusCode, 401);
     }
+  });
+
+  test('a password shaped like a JWT is still a password', async () => {
+    const response = await tokenFor(DOTTED, 'repository:team-a/app:pull');
+    assert.equal(response.statusCode, 200, response.body);
+    const claims = await tokens.verify((response.json() as { token: string }).token);
+    assert.equal(claims?.subject, 'alice');
   });
 
   test('expired, foreign and tampered tokens are refused; Basic keeps working', async () => {

@@ -318,10 +318,9 @@ export function registryTokenRoutes(options: RegistryTokenRoutesOptions) {
       let can: (repo: string, action: RegistryAction) => Promise<boolean>;
       let notAfter: Date | undefined;
       const presented = basicRegistryToken(request);
-      if (presented !== undefined) {
-        const claims = await tokens.verify(presented);
-        if (!claims)
-          throw new ValveError('AUTH_BAD_CREDENTIALS', 'the registry token is not valid any more');
+      // A password may look like a JWT too: what this server did not sign is tried as one.
+      const claims = presented === undefined ? null : await tokens.verify(presented);
+      if (claims) {
         subject = claims.subject;
         can = async (repo, action) => covers(claims.access, repo, action);
         notAfter = claims.expiresAt;
