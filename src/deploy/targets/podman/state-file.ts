@@ -1,7 +1,6 @@
 import { z } from 'zod';
-import { rolloutStatusSchema } from '../rollout.js';
-import { workloadSpecSchema } from '../target.js';
 import { readJsonStateFile, writeJsonStateFile } from '../shared/state-file-io.js';
+import { instanceRecordSchemaWith, stateSchemaOf } from '../shared/state-schema.js';
 
 /**
  * The podman target's memory across server restarts: which workloads exist, the stable proxy
@@ -10,51 +9,20 @@ import { readJsonStateFile, writeJsonStateFile } from '../shared/state-file-io.j
  * spec, the proxy port, the role of an instance during an apply).
  */
 
-/**
- * `candidate`: started by an apply, not serving yet, or the new version of a canary or
- * blue-green rollout (then it may get a share of the traffic); `retiring`: replaced, being
- * stopped.
- */
-export const instanceRoles = ['active', 'candidate', 'retiring'] as const;
-export type InstanceRole = (typeof instanceRoles)[number];
+export type { InstanceRole } from '../shared/state-schema.js';
 
-export const instanceRecordSchema = z.object({
-  id: z.string(),
-  role: z.enum(instanceRoles),
+export const instanceRecordSchema = instanceRecordSchemaWith({
   /** Container name, chosen before the container is created. */
   name: z.string(),
   /** Container id; null before `podman run` returned. Changes when a removed container is re-created. */
   container: z.string().nullable(),
-  /** Host port published to the container's `spec.port` on 127.0.0.1. */
-  port: z.number().int(),
-  /** Host pid of the container's main process; 0 while it does not run. */
-  pid: z.number().int(),
-  startedAt: z.string(),
-  restarts: z.number().int(),
-  image: z.object({ reference: z.string(), repo: z.string(), digest: z.string() }),
 });
 export type InstanceRecord = z.infer<typeof instanceRecordSchema>;
 
-export const workloadRecordSchema = z.object({
-  key: z.string(),
-  /** Name-safe form of the key, part of every container name. */
-  dirName: z.string(),
-  proxyPort: z.number().int(),
-  /** The last spec applied (it may have failed). */
-  desired: workloadSpecSchema.nullable(),
-  /** The spec the active instances run; null before the first successful apply. */
-  serving: workloadSpecSchema.nullable(),
-  instances: z.array(instanceRecordSchema),
-  message: z.string().nullable(),
-  /** The last canary or blue-green rollout; a server that finds one unfinished rolls it back. */
-  rollout: rolloutStatusSchema.nullable().optional(),
-});
+const schemas = stateSchemaOf(instanceRecordSchema);
+export const workloadRecordSchema = schemas.workload;
 export type WorkloadRecord = z.infer<typeof workloadRecordSchema>;
-
-export const podmanStateSchema = z.object({
-  version: z.literal(1),
-  workloads: z.array(workloadRecordSchema),
-});
+export const podmanStateSchema = schemas.state;
 export type PodmanState = z.infer<typeof podmanStateSchema>;
 
 export async function readStateFile(file: string): Promise<PodmanState | null> {
