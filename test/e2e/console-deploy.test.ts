@@ -20,7 +20,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from './browser.js';
 import {
   api,
   cloneUrl,
@@ -34,10 +35,7 @@ import {
   type Valve,
 } from './harness.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOTS = '/tmp/valve-console-deploy';
-// Only a guard against hanging forever (runs build and deploy for real); nothing needs to be fast.
-const HANG_GUARD_MS = 5 * 60_000;
 
 const password = 'correct horse battery';
 const team = 'dev';
@@ -89,23 +87,7 @@ before(async () => {
   valve = await startValve({ env: { VALVE_DEPLOY_POLL_SECONDS: '1' } });
   profileDir = mkdtempSync(join(tmpdir(), 'valve-deploy-chromium-'));
   workDir = mkdtempSync(join(tmpdir(), 'valve-console-deploy-'));
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    viewport: { width: 1280, height: 900 },
-  });
-  context.setDefaultTimeout(HANG_GUARD_MS);
-  context.setDefaultNavigationTimeout(HANG_GUARD_MS);
-  page = context.pages()[0] ?? (await context.newPage());
+  ({ context, page } = await launchChromium(profileDir));
   page.on('pageerror', (error) => pageErrors.push(error.message));
 });
 

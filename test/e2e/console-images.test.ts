@@ -13,7 +13,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from './browser.js';
 import {
   api,
   cloneUrl,
@@ -26,11 +27,8 @@ import {
   type Valve,
 } from './harness.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT_TAGS = '/tmp/valve-console-images.png';
 const SCREENSHOT_MANIFEST = '/tmp/valve-console-image-manifest.png';
-// Only a guard against hanging forever (a run builds for real); nothing needs to be fast.
-const HANG_GUARD_MS = 5 * 60_000;
 
 const password = 'correct horse battery';
 const team = 'dev';
@@ -95,23 +93,7 @@ before(async () => {
   valve = await startValve();
   profileDir = mkdtempSync(join(tmpdir(), 'valve-images-chromium-'));
   workDir = mkdtempSync(join(tmpdir(), 'valve-images-work-'));
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    viewport: { width: 1280, height: 900 },
-  });
-  context.setDefaultTimeout(HANG_GUARD_MS);
-  context.setDefaultNavigationTimeout(HANG_GUARD_MS);
-  page = context.pages()[0] ?? (await context.newPage());
+  ({ context, page } = await launchChromium(profileDir));
 });
 
 after(async () => {

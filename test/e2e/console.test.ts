@@ -23,14 +23,11 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from './browser.js';
 import { git, startValve, type Valve } from './harness.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SCREENSHOT = '/tmp/valve-console-run.png';
-// Only a guard against hanging forever (a run builds and deploys for real); no test expects
-// anything to be fast.
-const HANG_GUARD_MS = 5 * 60_000;
 
 const username = 'ada';
 const password = 'correct horse battery';
@@ -86,23 +83,7 @@ before(async () => {
   });
   await new Promise<void>((resolve) => gate.listen(0, '127.0.0.1', resolve));
   gateUrl = `http://127.0.0.1:${(gate.address() as AddressInfo).port}/`;
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    viewport: { width: 1280, height: 900 },
-  });
-  context.setDefaultTimeout(HANG_GUARD_MS);
-  context.setDefaultNavigationTimeout(HANG_GUARD_MS);
-  page = context.pages()[0] ?? (await context.newPage());
+  ({ context, page } = await launchChromium(profileDir));
 });
 
 after(async () => {
