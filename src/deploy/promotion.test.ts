@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, beforeEach, describe, test } from 'node:test';
+import { ValveError } from '../errors.js';
 import { EventBus } from '../events.js';
 import { GitService, logCommits, runGit } from '../git/index.js';
 import type { CommitRequest } from '../git/plumbing.js';
@@ -208,6 +209,22 @@ describe('promotions', () => {
         ['create', null],
       ],
     );
+  });
+
+  test('a rollback to something that is not a commit id is refused and commits nothing', async () => {
+    await deployTo('dev', 1);
+    const head = await out(['rev-parse', 'refs/heads/main']);
+    for (const commit of ['HEAD~1', 'abc', 'v1; rm -rf /', 'g'.repeat(40)]) {
+      await assert.rejects(
+        promotions.rollback('dev', 'hello', 'dev', { commit }, alice),
+        (error: unknown) =>
+          error instanceof ValveError &&
+          error.code === 'INPUT_INVALID' &&
+          /commit: expected a commit id \(4-40 hex digits\)/.test(error.message),
+        commit,
+      );
+    }
+    assert.equal(await out(['rev-parse', 'refs/heads/main']), head, 'the deploy repo is unchanged');
   });
 
   test('a change made while main moves is computed again on the new head', async () => {
