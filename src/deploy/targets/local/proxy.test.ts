@@ -525,6 +525,40 @@ describe('WorkloadProxy when instances fail', () => {
     },
   );
 
+  it(
+    'sends a GET elsewhere when an instance dies between its answer headers and body',
+    testTimeout,
+    async () => {
+      const { proxy, retries } = await newProxy({ failTimeoutMs: 0 });
+      // Headers promising a body, then a reset: what a killed process that wrote them leaves.
+      const seen: string[] = [];
+      const cut = createNetServer((socket) => {
+        socket.once('data', (head: Buffer) => {
+          seen.push(String(head).split(' ')[0]!);
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n', () =>
+            setTimeout(() => socket.resetAndDestroy(), 20),
+          );
+        });
+      });
+      cut.listen(0, '127.0.0.1');
+      await once(cut, 'listening');
+      cleanups.push(() => cut.close());
+      const good = await recording('good');
+      proxy.setBackends([{ id: 'cut', port: (cut.address() as AddressInfo).port }, good.backend]);
+      for (let i = 0; i < 4; i++)
+        assert.deepEqual(await get(proxy.url), { status: 200, text: 'good GET ' });
+      assert.ok(seen.length >= 2, `the cut instance got requests: ${seen}`);
+      assert.equal(retries().length, seen.length);
+      assert.match(retries()[0]!, /answer cut before its body/);
+      assert.deepEqual(proxy.totals('stable'), { requests: 4, errors5xx: 0 });
+
+      // A POST is never sent twice: its client sees the answer cut.
+      proxy.setBackends([{ id: 'cut', port: (cut.address() as AddressInfo).port }]);
+      await assert.rejects(get(proxy.url, { method: 'POST', body: 'once' }));
+      assert.equal(seen.at(-1), 'POST');
+    },
+  );
+
   it('aborts the request to the instance when the client goes away', testTimeout, async () => {
     const { proxy } = await newProxy();
     const mute = await silent('mute');

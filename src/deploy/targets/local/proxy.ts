@@ -34,7 +34,8 @@ import type { TargetLogger } from '../target.js';
  *   instance, of the same set first, then of the other set, at most `maxAttempts` in all,
  *   each instance once. A failed connect sent nothing, so any request is tried again (a
  *   streamed body is piped only once connected). Once the request may have reached the
- *   instance (a reset, a response-header timeout), only a replayable one is: an idempotent
+ *   instance (a reset, a response-header timeout, an answer cut between its headers and its
+ *   first body byte, which is held back until then), only a replayable one is: an idempotent
  *   method (RFC 9110 section 9.2.2) with no body, or with a Content-Length body of at most
  *   `maxReplayBodyBytes`, which is buffered before the first attempt. Any other request (a
  *   POST, a streamed body) is never sent twice: it gets a 502 (504 after a response-header
@@ -470,26 +471,13 @@ export class WorkloadProxy {
     if (exchange.body.kind === 'none') upstream.end();
     else if (exchange.body.kind === 'buffered') upstream.end(exchange.body.data);
 
-    upstream.on('response', (answer) => {
-      stage = 'answered';
-      clearTimeout(headersTimer);
-      this.failedUntil.delete(backend.id);
-      const status = answer.statusCode ?? 502;
-      this.countOnce(exchange, status >= 500);
-      res.writeHead(status, answer.statusMessage, withoutHopByHop(answer.headers));
-      answer.pipe(res);
-      // The instance died mid-answer: cut the client off rather than end a truncated body cleanly.
-      answer.on('error', () => res.destroy());
-      answer.on('close', () => {
-        if (!answer.complete) res.destroy();
-      });
-    });
-    upstream.on('error', (error: NodeJS.ErrnoException) => {
-      if (exchange.gone || this.closed) return;
-      if (stage === 'answered' || res.headersSent) {
-        res.destroy();
-        return;
-      }
+    /** An answer held back until its first body byte (see below). */
+    let held: IncomingMessage | null = null;
+    /** The attempt failed before anything reached the client: next instance, or the answer. */
+    let failedOnce = false;
+    const failed = (error: NodeJS.ErrnoException) => {
+      if (failedOnce || exchange.gone || this.closed) return;
+      failedOnce = true;
       // A keep-alive connection the instance closed as we reused it says nothing about the
       // instance: not held against it, and it may be tried again.
       const stale = stage === 'sent' && upstream.reusedSocket && error.code === 'ECONNRESET';
@@ -504,6 +492,76 @@ export class WorkloadProxy {
       const repeatable = stage === 'connecting' || exchange.replayable;
       if (repeatable && exchange.attempts < this.maxAttempts) this.attempt(exchange, failure);
       else this.giveUp(exchange, failure);
+    };
+
+    upstream.on('response', (answer) => {
+      clearTimeout(headersTimer);
+      const status = answer.statusCode ?? 502;
+      /** Passes the answer on: from here on it is the client's, whatever happens. */
+      const deliver = (first?: Buffer) => {
+        stage = 'answered';
+        this.failedUntil.delete(backend.id);
+        this.countOnce(exchange, status >= 500);
+        res.writeHead(status, answer.statusMessage, withoutHopByHop(answer.headers));
+        if (first) res.write(first);
+        if (answer.readableEnded) {
+          res.end();
+          return;
+        }
+        answer.pipe(res);
+        // The instance died mid-answer: cut the client off rather than end a truncated body cleanly.
+        answer.on('error', () => res.destroy());
+        answer.on('close', () => {
+          if (!answer.complete) res.destroy();
+        });
+      };
+      // A replayable request's answer with a body is held until its first byte: an instance
+      // killed between writing the headers and the body (a process writes them separately)
+      // then fails only the attempt, and another instance answers. The body of such an answer
+      // follows its headers at once, so holding costs nothing; an answer that streams (no
+      // Content-Length: server-sent events, long polling) is passed on at once.
+      const length = Number(answer.headers['content-length'] ?? 0);
+      if (!exchange.replayable || !(length > 0)) {
+        deliver();
+        return;
+      }
+      const onData = (first: Buffer) => {
+        settle();
+        answer.pause();
+        deliver(first);
+      };
+      const onEnd = () => {
+        settle();
+        deliver();
+      };
+      const onBroken = (error?: Error) => {
+        settle();
+        answer.destroy();
+        failed(cutAnswer(error));
+      };
+      const onClose = () => {
+        if (!answer.complete) onBroken();
+      };
+      const settle = () => {
+        answer.off('data', onData);
+        answer.off('end', onEnd);
+        answer.off('error', onBroken);
+        answer.off('close', onClose);
+      };
+      held = answer;
+      answer.on('data', onData);
+      answer.once('end', onEnd);
+      answer.once('error', onBroken);
+      answer.once('close', onClose);
+    });
+    upstream.on('error', (error: NodeJS.ErrnoException) => {
+      if (exchange.gone || this.closed) return;
+      if (stage === 'answered' || res.headersSent) {
+        res.destroy();
+        return;
+      }
+      // The socket's error reaches the request before the held answer's.
+      failed(held ? cutAnswer(error) : error);
     });
   }
 
@@ -531,6 +589,10 @@ export class WorkloadProxy {
     else this.inFlight.delete(id);
     this.released.emit('release');
   }
+}
+
+function cutAnswer(error?: Error): Error {
+  return new Error(`answer cut before its body${error ? ` (${error.message})` : ''}`);
 }
 
 function otherSet(set: BackendSet): BackendSet {
