@@ -30,6 +30,10 @@ export const errorTable = {
     status: 404,
     message: "no such deploy in the environment's history",
   },
+  DEPLOY_APPROVAL_TEAM_UNKNOWN: {
+    status: 409,
+    message: 'the approving team does not exist',
+  },
   DEPLOY_APPROVAL_DECIDED: { status: 409, message: 'the approval is already decided' },
   DEPLOY_TARGET_UNKNOWN: {
     status: 400,

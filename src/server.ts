@@ -85,6 +85,7 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
   ]);
   const events = new EventBus();
   const auth = new AuthService(store.db);
+  const teamExists = async (name: string) => (await auth.teamByName(name)) !== undefined;
   const git = new GitService(join(config.dataDir, 'git'), events);
   const registry = new Registry({
     dataDir: config.dataDir,
@@ -124,6 +125,7 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
           ])
         ).token,
     }),
+    teamExists,
     log,
     ...deploySettingsFromEnv(process.env),
   });
@@ -163,6 +165,7 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
     maxParallelJobs: config.maxParallelJobs,
     sourceGitDir: (team, app) => git.pathOf(sourceRepoPath(team, app)),
     listApps: async () => (await apps.all()).map(appRef),
+    teamExists,
     log,
   });
 

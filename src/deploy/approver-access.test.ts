@@ -70,6 +70,7 @@ before(async () => {
     images,
     registryHost: () => 'registry.test:7080',
     pollIntervalMs: 3_600_000,
+    teamExists: async (name) => Object.values(teams).some((roles) => name in roles),
   });
   await deploy.createEnvironments('dev', 'hello', ['dev', 'prod'], 'ada');
 
@@ -249,5 +250,38 @@ describe('everyone else', () => {
       assert.equal(answer.status, 403, url);
       assert.doesNotMatch(answer.body.error!.message, /approve/);
     }
+  });
+});
+
+describe('an approving team that does not exist', () => {
+  test('refuses the change, naming valve.yaml line and field; nothing committed or asked', async () => {
+    // Whoever signed up first as "ghost" would otherwise approve and read prod's deploys.
+    await git.commit(
+      'dev/hello.git',
+      {
+        branch: 'main',
+        changes: {
+          'valve.yaml': { content: appSpec.replace('team: ops', 'team: ghost') },
+        },
+        message: 'prod approved by ghost',
+        author: { name: 'ada', email: 'ada@valve' },
+      },
+      'ada',
+    );
+    const head = await deployHead();
+    const before = await call('ada', 'GET', `${app}/approvals?status=pending`);
+    const answer = await call('ada', 'POST', `${app}/environments/prod/deploy`, { image: 'v1' });
+    assert.equal(answer.status, 409, JSON.stringify(answer.body));
+    assert.equal(answer.body.error?.code, 'DEPLOY_APPROVAL_TEAM_UNKNOWN');
+    assert.match(
+      answer.body.error!.message,
+      /^valve\.yaml:10:\d+: environments\.prod\.approval\.team: team ghost does not exist/,
+    );
+    assert.equal(await deployHead(), head);
+    const pending = await call('ada', 'GET', `${app}/approvals?status=pending`);
+    assert.deepEqual(pending.body, before.body);
+    // An environment without approval deploys as before.
+    const dev = await call('ada', 'POST', `${app}/environments/dev/deploy`, { image: 'v1' });
+    assert.equal(dev.status, 201, JSON.stringify(dev.body));
   });
 });

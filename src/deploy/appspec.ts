@@ -9,6 +9,7 @@ import { isAbsolute, join, posix, relative, sep } from 'node:path';
 import { z } from 'zod';
 import {
   FileValidationError,
+  formatPath,
   parseYaml,
   positionOf,
   validateYaml,
@@ -408,6 +409,32 @@ export interface ParseOptions {
    * Without it, sources stay unread and rendering refuses them.
    */
   readSource?: (path: string) => string | null;
+}
+
+/**
+ * What is said of an environment whose approving team does not exist, at its line of
+ * `text` (valve.yaml) when that parses. Such an approval is refused, not asked: whoever signed
+ * up first under that name would otherwise approve, and read, the app's deployments.
+ */
+export function unknownApprovingTeam(
+  text: string | null,
+  environment: string,
+  team: string,
+): string {
+  const path = ['environments', environment, 'approval', 'team'];
+  let where = `${APP_SPEC_FILE}: ${formatPath(path)}`;
+  if (text !== null) {
+    try {
+      const { line, column } = positionOf(parseYaml(text, APP_SPEC_FILE), path);
+      where = `${APP_SPEC_FILE}:${line}:${column}: ${formatPath(path)}`;
+    } catch {
+      // Not valid YAML: named without a line.
+    }
+  }
+  return (
+    `${where}: team ${team} does not exist; create it (sign up a member: ` +
+    `valve signup --team ${team}) before deploying to ${environment}`
+  );
 }
 
 export function parseAppSpec(

@@ -26,6 +26,7 @@ export {
   plainVariables,
   APP_SPEC_FILE,
   containerPort,
+  unknownApprovingTeam,
   defaultSyncOptions,
   type AppSpec,
   type EnvironmentSettings,

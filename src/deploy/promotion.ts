@@ -23,7 +23,7 @@ import {
 } from '../git/index.js';
 import { newId } from '../ids.js';
 import { now } from '../store/index.js';
-import { APP_SPEC_FILE, parseAppSpec, type AppSpec } from './appspec.js';
+import { APP_SPEC_FILE, parseAppSpec, unknownApprovingTeam, type AppSpec } from './appspec.js';
 import { repositoryOf } from './manifests.js';
 import type { DeployTables } from './migrations.js';
 import {
@@ -152,6 +152,12 @@ export interface PromotionOptions {
   registryHost: () => string;
   /** An app's source repo under the git root (apps' convention: `team/app.git`). */
   sourceRepoPath?: (team: string, app: string) => string;
+  /**
+   * Whether a team of this name exists. An approval for a team nobody has created is refused:
+   * whoever signed up first under that name would otherwise approve (and read) the app's
+   * deployments. Without it, every team is taken to exist.
+   */
+  teamExists?: (name: string) => Promise<boolean>;
 }
 
 /**
@@ -419,6 +425,8 @@ export class Promotions {
   ): Promise<ChangeResult> {
     const approval = await this.approvalPolicy(reads, change.environment, spec);
     if (approval) {
+      if (this.options.teamExists && !(await this.options.teamExists(approval.team)))
+        throw await this.missingApprovingTeam(reads, change.environment, approval.team);
       return {
         status: 'pending',
         approval: await this.requestApproval(team, app, change, approval, username),
@@ -651,6 +659,15 @@ export class Promotions {
       atMain?.environments[environment]?.approval ??
       spec?.environments[environment]?.approval ??
       null
+    );
+  }
+
+  /** The error for an approving team that does not exist, at its line of valve.yaml on main. */
+  private async missingApprovingTeam(reads: ChangeReads, environment: string, team: string) {
+    const text = await reads.specAtMain().catch(() => null);
+    return new ValveError(
+      'DEPLOY_APPROVAL_TEAM_UNKNOWN',
+      unknownApprovingTeam(text?.toString() ?? null, environment, team),
     );
   }
 

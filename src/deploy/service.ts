@@ -19,6 +19,7 @@ import {
   type ApprovalView,
   type ChangeResult,
   type DeployRecord,
+  type PromotionOptions,
 } from './promotion.js';
 import {
   Reconciler,
@@ -138,6 +139,8 @@ export interface DeployServiceOptions {
   pollIntervalMs?: number;
   /** Values of secrets that workloads' variables reference (the pipelines' SecretStore). */
   secrets?: ReconcilerOptions['secrets'];
+  /** Whether a team exists: approvals for one that does not are refused (PromotionOptions). */
+  teamExists?: PromotionOptions['teamExists'];
   log?: TargetLogger;
 }
 
@@ -216,6 +219,7 @@ export class DeployService {
       images: options.images,
       registryHost: options.registryHost ?? (() => 'localhost'),
       sourceRepoPath,
+      teamExists: options.teamExists,
     });
     this.reconciler = new Reconciler({
       db: options.db,

@@ -43,8 +43,13 @@ export interface RunInputs {
   inputs: Record<string, unknown>;
   secrets: Record<string, string>;
   log: RunLogWriter;
-  /** The approval an environment asks for, from the app spec at the run's commit. */
-  approvalFor(environment: string): { team: string; timeoutMinutes: number } | null;
+  /**
+   * The approval an environment asks for, from the app spec at the run's commit; `refused`
+   * says why it cannot be asked (its team does not exist), which fails the job.
+   */
+  approvalFor(
+    environment: string,
+  ): { team: string; timeoutMinutes: number; refused?: string } | null;
 }
 
 /** The job rows a run starts with: one per matrix instance (an expression matrix is expanded when its job is ready). */
@@ -379,6 +384,7 @@ async function executeJob(
   if (job.environment) {
     const environment = interpolate(job.environment.name, expressionContext);
     const approval = input.approvalFor(environment);
+    if (approval?.refused) return finish('failed', `${row.job_key}: ${approval.refused}`);
     if (approval) {
       await setJob(row.job_key, { status: 'waiting', environment });
       log.line(

@@ -2,7 +2,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CronExpressionParser } from 'cron-parser';
 import type { Kysely } from 'kysely';
-import { APP_SPEC_FILE, parseAppSpec } from '../deploy/index.js';
+import { APP_SPEC_FILE, parseAppSpec, unknownApprovingTeam } from '../deploy/index.js';
 import { ValveError, notFound } from '../errors.js';
 import type { EventBus } from '../events.js';
 import { FileValidationError } from '../formats/yaml.js';
@@ -64,6 +64,11 @@ export interface PipelineServiceOptions {
   sourceGitDir(team: string, app: string): string;
   /** Every app, for scheduled workflows. */
   listApps(): Promise<AppRef[]>;
+  /**
+   * Whether a team exists: a job deploying to an environment whose approving team does not
+   * is failed rather than left for whoever creates that team. Absent: every team does.
+   */
+  teamExists?: (name: string) => Promise<boolean>;
   /** How often scheduled workflows are checked (default 30 s). */
   scheduleIntervalMs?: number;
   log?: { warn(obj: object, msg?: string): void };
@@ -563,11 +568,25 @@ export class PipelineService {
 
   /** Which environments need an approval, from the app spec at the run's commit. */
   private async approvalRules(gitDir: string, commit: string) {
-    const text = (await readFileAt(gitDir, commit, APP_SPEC_FILE))?.toString();
+    const text = (await readFileAt(gitDir, commit, APP_SPEC_FILE))?.toString() ?? null;
     const spec = text ? parseAppSpec(text, APP_SPEC_FILE) : null;
+    const teamExists = this.options.teamExists;
+    const unknown = new Set<string>();
+    if (spec && teamExists) {
+      const named = new Set(
+        Object.values(spec.environments).flatMap((env) =>
+          env.approval ? [env.approval.team] : [],
+        ),
+      );
+      for (const team of named) if (!(await teamExists(team))) unknown.add(team);
+    }
     return (environment: string) => {
       const approval = spec?.environments[environment]?.approval;
-      return approval ? { team: approval.team, timeoutMinutes: approval.timeoutMinutes } : null;
+      if (!approval) return null;
+      const { team, timeoutMinutes } = approval;
+      return unknown.has(team)
+        ? { team, timeoutMinutes, refused: unknownApprovingTeam(text, environment, team) }
+        : { team, timeoutMinutes };
     };
   }
 

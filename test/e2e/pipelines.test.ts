@@ -423,6 +423,41 @@ jobs:
   assert.equal(job(run, 'ship').environment?.approval?.status, 'approved');
 });
 
+test('a job deploying where the approving team does not exist fails, naming valve.yaml line', async () => {
+  // Nobody has signed up for team audit: whoever did first would decide this app's deploys.
+  const spec = readFileSync(
+    new URL('../../src/apps/templates/node-http/valve.yaml', import.meta.url),
+    'utf8',
+  )
+    .replaceAll('{{app}}', 'p-audit')
+    .concat('  prod:\n    approval:\n      team: audit\n');
+  const { app, dir } = await appWith(
+    {
+      'ship.yml': `on: push
+jobs:
+  ship:
+    environment: prod
+    steps:
+      - run: echo shipped
+`,
+    },
+    { 'valve.yaml': spec },
+  );
+  push(dir, 'ship to prod, approved by audit');
+  const run = (await waitForRun(valve, alice, app, 1)) as unknown as Run;
+  const log = await runLog(valve, alice, app, 1);
+  assert.equal(run.status, 'failed', log);
+  assert.equal(job(run, 'ship').environment?.approval ?? null, null, 'no approval was asked');
+  const line = spec.split('\n').indexOf('      team: audit') + 1;
+  assert.match(
+    log,
+    new RegExp(
+      `ship: valve\\.yaml:${line}:\\d+: environments\\.prod\\.approval\\.team: team audit does not exist`,
+    ),
+  );
+  assert.doesNotMatch(log, /shipped/);
+});
+
 test('a signed push webhook from an external repository starts a run; a bad signature is refused', async () => {
   // The "external" repository is another app's repo on this server, reached over real HTTP.
   const { app: upstream, dir } = await appWith({
