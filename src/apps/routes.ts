@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { AuthService } from '../auth/index.js';
+import type { AuthService, Principal } from '../auth/index.js';
 import type { DeployService } from '../deploy/index.js';
+import { ValveError } from '../errors.js';
 import { parseInput } from '../http/errors.js';
 import { requirePrincipal } from '../http/principal.js';
 import type { PipelineService } from '../pipelines/index.js';
@@ -19,10 +20,21 @@ export interface AppRoutesOptions {
 export function appRoutes(options: AppRoutesOptions) {
   const { apps, auth, deploy, pipelines } = options;
 
-  const view = async (request: FastifyRequest, app: AppRecord) => {
+  /**
+   * `access`: `team` for members of the app's team; `approver` for members of a team that
+   * approves changes to one of its environments, who see its environments (as the deploy API
+   * lets them) but not its runs.
+   */
+  const view = async (
+    request: FastifyRequest,
+    app: AppRecord,
+    access: 'team' | 'approver' = 'team',
+  ) => {
     const base = options.baseUrl(request);
-    const lastRun = (await pipelines.list([app.id], { limit: 1 }))[0];
+    const lastRun =
+      access === 'team' ? (await pipelines.list([app.id], { limit: 1 }))[0] : undefined;
     return {
+      access,
       team: app.team,
       name: app.name,
       template: app.template,
@@ -35,6 +47,15 @@ export function appRoutes(options: AppRoutesOptions) {
       environments: await deploy.environments(app.team, app.name),
       lastRun: lastRun ? await pipelines.view(lastRun) : null,
     };
+  };
+
+  /** Is the user an active member of a team that approves changes to the app? */
+  const approvesFor = async (principal: Principal, team: string, app: string) => {
+    for (const approving of await deploy.approvingTeams(team, app)) {
+      const found = await auth.teamByName(approving);
+      if (found && (await auth.roleIn(principal.userId, found.id)) !== null) return true;
+    }
+    return false;
   };
 
   return async function (server: FastifyInstance) {
@@ -58,7 +79,16 @@ export function appRoutes(options: AppRoutesOptions) {
       '/api/apps/:team/:app',
       async (request) => {
         const principal = await requirePrincipal(auth, request);
-        return view(request, await apps.access(principal, request.params.team, request.params.app));
+        const { team, app } = request.params;
+        try {
+          return await view(request, await apps.access(principal, team, app));
+        } catch (error) {
+          // Not in the app's team: a member of one of its approving teams still sees it.
+          if (!(error instanceof ValveError && error.code === 'NOT_FOUND')) throw error;
+          const found = await apps.find(team, app);
+          if (!found || !(await approvesFor(principal, team, app))) throw error;
+          return view(request, found, 'approver');
+        }
       },
     );
 

@@ -83,6 +83,8 @@ export interface CommitStatusView {
 
 export const finishedStatuses: readonly string[] = ['succeeded', 'failed', 'cancelled'];
 export interface AppView {
+  /** `approver`: the caller approves changes to it from another team, and sees no runs. */
+  access: 'team' | 'approver';
   team: string;
   name: string;
   template: string;

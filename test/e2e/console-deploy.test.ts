@@ -491,11 +491,22 @@ step(
       const refused = await api(valve, olga.token, 'POST', path, body);
       assert.equal(refused.status, 403, `${path}: ${JSON.stringify(refused.body)}`);
     }
-    for (const path of [`/api/apps/${repo}/secrets`, `/api/apps/${repo}`]) {
+    for (const path of [`/api/apps/${repo}/secrets`, `/api/apps/${repo}/runs`]) {
       const hidden = await api(valve, olga.token, 'GET', path);
       assert.equal(hidden.status, 404, `${path}: ${JSON.stringify(hidden.body)}`);
     }
+    const seen = await api<{ access: string; lastRun: unknown; environments: unknown[] }>(
+      valve,
+      olga.token,
+      'GET',
+      `/api/apps/${repo}`,
+    );
+    assert.equal(seen.status, 200, JSON.stringify(seen.body));
+    assert.equal(seen.body.access, 'approver');
+    assert.equal(seen.body.lastRun, null, "runs are the app team's");
+    assert.equal(seen.body.environments.length, 4);
     for (const path of [
+      `/api/apps/${repo}`,
       `/api/apps/${repo}/environments`,
       `/api/apps/${repo}/environments/prod/history`,
       `/api/apps/${repo}/approvals`,
@@ -519,7 +530,7 @@ step(
       .locator(`${testId('history-row')}[data-trigger="promote"]`)
       .first()
       .waitFor();
-    for (const action of ['promote-open', 'env-sync-button', 'history-rollback', 'env-app-link'])
+    for (const action of ['promote-open', 'env-sync-button', 'history-rollback'])
       assert.equal(await page.locator(testId(action)).count(), 0, `no ${action}`);
     const approval = page.locator(
       `${testId('deploy-approval')}[data-approval="${asked.body.approval.id}"][data-status="pending"]`,
@@ -537,6 +548,13 @@ step(
       .filter({ hasText: 'approved by olga' })
       .waitFor();
     await page.locator(`${testId('env-approval')}[data-pending="false"]`).waitFor();
+
+    // The app page, as an approver: its environments, none of its runs, source or secrets.
+    await page.locator(testId('env-app-link')).click();
+    await page.locator(testId('app-approver-note')).waitFor();
+    await page.locator(`${testId('env-card')}[data-env="prod"]`).waitFor();
+    for (const part of ['dispatch-open', 'app-clone-url', 'secrets'])
+      assert.equal(await page.locator(testId(part)).count(), 0, `no ${part}`);
   },
 );
 

@@ -286,6 +286,15 @@ step('promotion to prod waits for a member of the approving team', async () => {
     403,
   );
   assert.equal((await api(valve, bob.token, 'GET', `/api/apps/${app}/runs`)).status, 404);
+  const seen = await api<{ access: string; lastRun: unknown }>(
+    valve,
+    bob.token,
+    'GET',
+    `/api/apps/${app}`,
+  );
+  assert.equal(seen.status, 200, 'the app itself, as an approver sees it (valve status)');
+  assert.deepEqual([seen.body.access, seen.body.lastRun], ['approver', null]);
+  assert.match(await cli(['status', app], bob), /you approve changes to it/);
   const listed = await api<Approval[]>(valve, bob.token, 'GET', `/api/apps/${app}/approvals`);
   assert.equal(listed.status, 200);
   assert.deepEqual(

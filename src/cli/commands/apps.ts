@@ -57,7 +57,11 @@ export function registerStatus(program: Command) {
       const appRef = parseAppRef(ref);
       const client = ApiClient.fromConfig();
       const view = await client.request<AppView>('GET', appApiPath(appRef));
-      console.log(`${view.team}/${view.name}   source: ${view.gitUrl}`);
+      console.log(
+        view.access === 'approver'
+          ? `${view.team}/${view.name}   (you approve changes to it; its runs are its team's)`
+          : `${view.team}/${view.name}   source: ${view.gitUrl}`,
+      );
       const last = view.lastRun;
       if (last) {
         console.log(

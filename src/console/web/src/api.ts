@@ -208,6 +208,8 @@ export interface RepositoryLink {
 }
 
 export interface App {
+  /** `approver`: the user approves changes to it from another team, and sees no runs. */
+  access: 'team' | 'approver';
   team: string;
   name: string;
   template: string;

@@ -32,13 +32,15 @@ export function AppPage({ team, name }: { team: string; name: string }) {
   const app = useLivePoll(key, () => api.app(team, name), busy);
   const appIsBusy = app.data ? appBusy(app.data, now) : true;
   if (appIsBusy !== busy) setBusy(appIsBusy);
+  // An approver from another team sees the environments only: runs are the app team's.
+  const access = app.data?.access;
   const runOf = useRunOfCommit(
     team,
     name,
-    (app.data?.environments ?? []).map((env) => env.sourceCommit),
+    access === 'team' ? app.data!.environments.map((env) => env.sourceCommit) : [],
   );
-  const runs = usePoll(`${key}/runs?${filtersKey(filters)}`, () =>
-    api.runs(team, name, RECENT_RUNS, filters),
+  const runs = usePoll(`${key}/runs?${filtersKey(filters)}&as=${access}`, () =>
+    access === 'team' ? api.runs(team, name, RECENT_RUNS, filters) : Promise.resolve(null),
   );
   const [dispatchOpen, setDispatchOpen] = useState(false);
 
@@ -47,6 +49,45 @@ export function AppPage({ team, name }: { team: string; name: string }) {
       <main className="page">
         <Breadcrumbs team={team} name={name} />
         {app.error ? <ErrorNote error={app.error} /> : <p className="muted">Loading…</p>}
+      </main>
+    );
+  }
+
+  const environments = (
+    <>
+      <h2>Environments</h2>
+      {app.data.environments.length === 0 && (
+        <p className="muted">No environments in the app spec.</p>
+      )}
+      <div className="env-grid">
+        {app.data.environments.map((env) => (
+          <EnvironmentCard
+            key={env.name}
+            env={env}
+            team={team}
+            app={name}
+            now={now}
+            runOf={runOf}
+          />
+        ))}
+      </div>
+    </>
+  );
+
+  if (access === 'approver') {
+    return (
+      <main className="page">
+        <Breadcrumbs team={team} name={name} />
+        <h1 data-testid="app-title">
+          <span className="muted">{team}/</span>
+          {name}
+        </h1>
+        <ErrorNote error={app.error} />
+        <p className="muted" data-testid="app-approver-note">
+          You approve changes to environments of this app from another team: you see its
+          environments and decide their approvals; its source, runs and secrets are its team&apos;s.
+        </p>
+        {environments}
       </main>
     );
   }
@@ -84,22 +125,7 @@ export function AppPage({ team, name }: { team: string; name: string }) {
         </dl>
       </section>
 
-      <h2>Environments</h2>
-      {app.data.environments.length === 0 && (
-        <p className="muted">No environments in the app spec.</p>
-      )}
-      <div className="env-grid">
-        {app.data.environments.map((env) => (
-          <EnvironmentCard
-            key={env.name}
-            env={env}
-            team={team}
-            app={name}
-            now={now}
-            runOf={runOf}
-          />
-        ))}
-      </div>
+      {environments}
 
       <div className="section-head">
         <h2>Runs</h2>

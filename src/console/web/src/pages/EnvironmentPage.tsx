@@ -163,13 +163,10 @@ export function EnvironmentPage({
   const breadcrumbs = (
     <nav className="breadcrumbs">
       <Link to="/apps">Apps</Link> / <span>{team}</span> /{' '}
-      {inAppTeam ? (
-        <Link to={`/apps/${team}/${name}`} data-testid="env-app-link">
-          {name}
-        </Link>
-      ) : (
-        <span>{name}</span>
-      )}{' '}
+      {/* Approvers from another team see the app page too, with its environments only. */}
+      <Link to={`/apps/${team}/${name}`} data-testid="env-app-link">
+        {name}
+      </Link>{' '}
       / <span>environments</span> / <span>{envName}</span>
     </nav>
   );
