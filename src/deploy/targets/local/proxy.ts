@@ -4,12 +4,13 @@ import {
   createServer,
   request,
   type ClientRequest,
-  type IncomingHttpHeaders,
   type IncomingMessage,
   type Server,
   type ServerResponse,
 } from 'node:http';
 import type { TargetLogger } from '../target.js';
+import { forwardedHeaders, withoutHopByHop } from './http-headers.js';
+import { UpgradeTunnels } from './proxy-upgrade.js';
 
 /**
  * The stable address of one workload: an HTTP reverse proxy on a fixed port, round-robin over
@@ -46,6 +47,14 @@ import type { TargetLogger } from '../target.js';
  *   never is); it is forgiven when it answers, or when it is set again after being removed;
  * - a client that goes away aborts the attempt under way;
  * - `responseHeadersTimeoutMs` is off by default (long polling waits as long as the client).
+ *
+ * Upgrade requests (WebSocket, h2c) are passed too (`proxy-upgrade.ts`): the same choice of set
+ * and instance, the same connect timeout and retry of a failed connect, then the instance's 101
+ * and a tunnel both ways, or its other answer and a close; 502 when none can be reached. An
+ * open tunnel is in flight on its instance, so `waitForIdle` waits for it; a rolling switch
+ * stops the old instance after its drain timeout even so, which closes the tunnel (as nginx's
+ * old workers do after `worker_shutdown_timeout`), and the client reconnects. `close` ends open
+ * tunnels.
  *
  * Counting: a request counts once, for the set it was for. Served by that set (also after a
  * retry), by the answer's status; when every instance of its set failed, as a 5xx of its set,
@@ -101,19 +110,6 @@ export interface WorkloadProxyOptions {
 
 /** Granularity of the traffic counters. */
 const bucketMs = 250;
-
-/** Headers that describe one connection, not the message (RFC 9110 section 7.6.1). */
-const hopByHop = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
 
 /** Sending these twice has the effect of sending them once (RFC 9110 section 9.2.2). */
 const idempotentMethods = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -181,6 +177,7 @@ export class WorkloadProxy {
   /** The others get a connection of their own, so that race cannot fail them. */
   private readonly oneShotAgent = new Agent({ keepAlive: false });
   private readonly server: Server;
+  private readonly upgrades: UpgradeTunnels;
   private closed = false;
 
   constructor(private readonly options: WorkloadProxyOptions) {
@@ -192,6 +189,21 @@ export class WorkloadProxy {
     this.maxAttempts = Math.max(1, options.maxAttempts ?? 3);
     this.failTimeoutMs = options.failTimeoutMs ?? 5000;
     this.maxReplayBodyBytes = options.maxReplayBodyBytes ?? 64 * 1024;
+    this.upgrades = new UpgradeTunnels({
+      name: options.name,
+      logger: options.logger,
+      connectTimeoutMs: this.connectTimeoutMs,
+      maxAttempts: this.maxAttempts,
+      chooseSet: () => this.chooseSet(),
+      pick: (set, tried) => this.pick(set, tried),
+      failed: (id) => this.failedUntil.set(id, Date.now() + this.failTimeoutMs),
+      answered: (id) => this.failedUntil.delete(id),
+      count: (set, error) => this.count(set, error),
+      acquire: (id) => this.acquire(id),
+      release: (id) => this.release(id),
+      serveAsHttp: (socket) => this.server.emit('connection', socket),
+    });
+    this.server.on('upgrade', (req, socket, head) => this.upgrades.handle(req, socket, head));
   }
 
   get url(): string {
@@ -272,6 +284,8 @@ export class WorkloadProxy {
     this.closed = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
+    // Upgraded connections are no longer the HTTP server's: it would wait for them.
+    this.upgrades.destroyAll();
     this.agent.destroy();
     this.oneShotAgent.destroy();
     await closed;
@@ -603,27 +617,4 @@ function reply(res: ServerResponse, status: number, text: string) {
   if (res.destroyed || res.headersSent) return;
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
   res.end(text);
-}
-
-function withoutHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
-  const named = new Set(
-    String(headers.connection ?? '')
-      .split(',')
-      .map((name) => name.trim().toLowerCase()),
-  );
-  const kept: IncomingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (!hopByHop.has(name) && !named.has(name) && value !== undefined) kept[name] = value;
-  }
-  return kept;
-}
-
-function forwardedHeaders(req: IncomingMessage): IncomingHttpHeaders {
-  const headers = withoutHopByHop(req.headers);
-  const client = req.socket.remoteAddress ?? '';
-  const prior = req.headers['x-forwarded-for'];
-  headers['x-forwarded-for'] = prior ? `${String(prior)}, ${client}` : client;
-  headers['x-forwarded-proto'] ??= 'http';
-  if (req.headers.host) headers['x-forwarded-host'] ??= req.headers.host;
-  return headers;
 }
