@@ -7,7 +7,7 @@
  *
  * - the API call, from the client: `POST` sent -> answer received; inside it, on the server's
  *   clock (same host), the git processes Valve spawned: the reads before the commit (spec,
- *   approval rule, history, manifests) and the commit (rev-parse, read-tree .. update-ref);
+ *   approval rule, history, manifests) and the commit (rev-parse, fast-import, update-ref);
  * - after the answer: the commit -> the reconciler's sync started (compare: its own git reads,
  *   the target's status) -> the target's apply (the local target's progress messages in the
  *   server log: a new process started and ready, then the old one drained and stopped) ->
@@ -97,7 +97,7 @@ interface Call {
   answered: number;
   /** Git processes that started between `sent` and `answered`, in order. */
   git: GitProcess[];
-  /** The processes of the commit (GitService.commit: rev-parse, then read-tree .. update-ref). */
+  /** The processes of the commit (GitService.commit: rev-parse, fast-import, update-ref). */
   commit: GitProcess[];
   syncStartedAt: number;
   syncFinishedAt: number;
@@ -110,10 +110,11 @@ interface Call {
 
 /** The commit's processes: update-ref and those before it back to the first rev-parse of the run. */
 function commitOf(processes: GitProcess[]): GitProcess[] {
-  const readTree = processes.findIndex((p) => p.args[0] === 'read-tree');
+  // commitFiles starts with fast-import (before, with read-tree: kept to compare old runs).
+  const start = processes.findIndex((p) => ['fast-import', 'read-tree'].includes(p.args[0]!));
   const updateRef = processes.findIndex((p) => p.args[0] === 'update-ref');
-  if (readTree < 0 || updateRef < 0) return [];
-  let first = readTree;
+  if (start < 0 || updateRef < 0) return [];
+  let first = start;
   while (first > 0 && processes[first - 1]!.args[0] === 'rev-parse') first--;
   return processes.slice(first, updateRef + 1);
 }

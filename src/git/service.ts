@@ -1,6 +1,12 @@
 import { join } from 'node:path';
 import type { EventBus } from '../events.js';
-import { commitFiles, initBareRepo, listRefs, resolveRef, type CommitRequest } from './plumbing.js';
+import {
+  commitFiles,
+  initBareRepo,
+  listRefs,
+  readBranchHead,
+  type CommitRequest,
+} from './plumbing.js';
 
 /**
  * The repositories Valve hosts, under one root directory. Every ref change, whether from a
@@ -28,8 +34,13 @@ export class GitService {
     return this.serialized(repoPath, async () => {
       const gitDir = this.pathOf(repoPath);
       const ref = `refs/heads/${request.branch}`;
-      const before = await resolveRef(gitDir, ref);
-      const after = await commitFiles(gitDir, request);
+      // The commit succeeds only if the branch was at the expected parent (compare-and-swap).
+      const expected = request.expectedParent;
+      const before =
+        expected === null || (expected !== undefined && /^[0-9a-f]{40,64}$/.test(expected))
+          ? expected
+          : await readBranchHead(gitDir, request.branch);
+      const after = await commitFiles(gitDir, { ...request, expectedParent: before });
       this.events.emit('git.refUpdated', {
         repoPath,
         ref,
