@@ -10,6 +10,8 @@
  *    in-memory one standing in for `local` (status() answers "runs what was applied"): N real
  *    local workloads would measure the target, not the reconciler. Beside it the naive poller
  *    on the same machine: a shell loop of `git rev-parse` over the same N repos.
+ *    Then one app with three environments (dev, stage, prod), all deployed and synced, gets one
+ *    deploy commit to dev: the git processes the next poll spawns, and what it applied (dev only).
  * 2. Push-to-live for the sample app through a real Valve server, on the local target and on a
  *    registered podman target (an image built on a base imported from a rootfs holding this
  *    host's node binary and its shared libraries): from `git push` returning to the new version
@@ -17,11 +19,13 @@
  *    the rest is Valve's overhead, broken down by step, by the deploy history's sync and by the
  *    target's progress messages. For podman, also `podman run` of the same image by hand.
  *
- * The first pass reads every deploy repo (about 8 git processes per app: minutes on a 2-core
- * machine for 1,000 apps); a no-change poll then spawns none. Passes stop at a time budget
+ * The first pass reads every deploy repo (a `git cat-file --batch` and a `git log` per app) and
+ * applies it (minutes on a 2-core machine for 1,000 apps); a no-change poll then spawns none. Passes stop at a time budget
  * after at least one; `--apps 200` runs in a few minutes.
  *
- *   npm run bench:deploy -- [--apps 1000] [--pushes 5] [--skip-podman]
+ *   npm run bench:deploy -- [--apps 1000] [--pushes 5] [--skip-podman] [--skip-push]
+ *
+ * `--skip-push` runs part 1 only (no Valve server, no podman).
  */
 import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -59,6 +63,7 @@ const { values: args } = parseArgs({
     apps: { type: 'string', default: '1000' },
     pushes: { type: 'string', default: '5' },
     'skip-podman': { type: 'boolean', default: false },
+    'skip-push': { type: 'boolean', default: false },
   },
 });
 const positive = (text: string, flag: string) => {
@@ -69,6 +74,7 @@ const positive = (text: string, flag: string) => {
 const appCount = positive(args.apps, '--apps');
 const pushes = positive(args.pushes, '--pushes');
 const skipPodman = args['skip-podman'];
+const skipPush = args['skip-push'];
 
 const run = promisify(execFile);
 const PASSES = 5;
@@ -366,6 +372,101 @@ async function expectAllSynced(
       `${when}: ${synced} of ${rows.length} environments Synced (expected ${apps})${other ? `; ${other.app_key}: ${other.sync_status} ${other.message ?? ''}` : ''}`,
     );
   }
+}
+
+// ---- part 1b: a poll after one deploy commit ----
+
+const COMMIT_ENVIRONMENTS = ['dev', 'stage', 'prod'];
+
+interface CommitPollResults {
+  /** Git processes of a poll with no change (the baseline: none). */
+  idleSpawned: number;
+  /** Git processes of the poll after the deploy commit to dev, and of the pass it started. */
+  spawned: number;
+  wall: number;
+  /** Workloads applied by that poll's passes, by key. */
+  applied: string[];
+}
+
+/**
+ * One app with three environments, each deployed through the deploy service and applied; then
+ * one deploy commit to dev (not counted) and one poll (DeployService.pollNow(), then the passes
+ * it started, awaited): the git processes spawned for reading the moved head.
+ */
+async function pollAfterDeployCommit(): Promise<CommitPollResults> {
+  const work = mkdtempSync(join(tmpdir(), 'valve-bench-commit-'));
+  const store = await openStore(join(work, 'valve.db'), [deployMigrations]);
+  const events = new EventBus();
+  const gitService = new GitService(join(work, 'git'), events);
+  const target = new InMemoryTarget();
+  const applied: string[] = [];
+  const apply = target.apply.bind(target);
+  target.apply = (spec) => {
+    applied.push(spec.key);
+    return apply(spec);
+  };
+  const deploy = new DeployService({
+    db: store.db,
+    git: gitService,
+    events,
+    target,
+    images: everyImage,
+    registryHost: () => REGISTRY_HOST,
+    dataDir: work,
+  });
+  try {
+    const app = appName(1);
+    const template = readFileSync(
+      join(repoRoot, 'src/apps/templates/node-http/valve.yaml'),
+      'utf8',
+    );
+    const spec = parseAppSpec(
+      template.replaceAll('{{app}}', app) + '  stage:\n    replicas: 1\n  prod:\n    replicas: 2\n',
+    );
+    const deployTo = (environment: string, image: string) =>
+      deploy.deployImage({
+        team: TEAM,
+        app,
+        environment,
+        spec,
+        image,
+        sourceCommit: sha('sha1', image),
+        actor: 'bench',
+      });
+    await deploy.createEnvironments(TEAM, app, COMMIT_ENVIRONMENTS, 'bench');
+    for (const environment of COMMIT_ENVIRONMENTS) await deployTo(environment, imageOf(app));
+    await deploy.reconcileApp(TEAM, app);
+    if (applied.length !== COMMIT_ENVIRONMENTS.length)
+      throw new Error(`the first pass applied ${applied.length} workloads, expected 3`);
+    const idle = gitProcesses.spawned;
+    await deploy.pollNow();
+    await deploy.reconcileApp(TEAM, app);
+    const idleSpawned = gitProcesses.spawned - idle;
+
+    await deployTo('dev', imageOf(`${app}-v2`));
+    applied.length = 0;
+    const before = gitProcesses.spawned;
+    const started = performance.now();
+    await deploy.pollNow();
+    // The poll resolves once every environment was looked at; the apply it started finishes
+    // in the pass, which a head that did not move since costs no git process to wait for.
+    await deploy.reconcileApp(TEAM, app);
+    const wall = performance.now() - started;
+    return { idleSpawned, spawned: gitProcesses.spawned - before, wall, applied: [...applied] };
+  } finally {
+    await store.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function printCommitPoll(r: CommitPollResults): void {
+  console.log(
+    `\nPoll after one deploy commit to dev of an app with ${COMMIT_ENVIRONMENTS.length} environments (${COMMIT_ENVIRONMENTS.join(', ')})`,
+  );
+  console.log(
+    `  git processes spawned: ${r.spawned} (a poll with no change: ${r.idleSpawned}); ` +
+      `wall ${time(r.wall)}; applied: ${r.applied.join(', ') || 'nothing'}`,
+  );
 }
 
 /** A ratio with two significant digits: 25x, 1.3x, 0.046x. */
@@ -837,10 +938,12 @@ async function main() {
 
   console.log(`\nreconciling ${appCount} apps:`);
   const reconciled = await reconciliation(appCount);
-  const pushed = await pushToLive();
+  const commitPoll = await pollAfterDeployCommit();
+  const pushed = skipPush ? null : await pushToLive();
 
   printReconciliation(reconciled);
-  printPushes(pushed);
+  printCommitPoll(commitPoll);
+  if (pushed) printPushes(pushed);
   console.log(`\n  load average after: ${loadAverage()}`);
 }
 

@@ -1,7 +1,8 @@
 /**
  * The reconciler's cost when nothing changes, and its polls: a pass over a deploy repo whose
- * head has not moved spawns no git process, a moved head is read again, and a poll does not
- * wait for a rollout under way in one environment before it looks at the others.
+ * head has not moved spawns no git process, a moved head is read again (a deploy commit to one
+ * environment re-reads that environment only), and a poll does not wait for a rollout under way
+ * in one environment before it looks at the others.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess } from 'node:child_process';
@@ -18,21 +19,26 @@ import { deployMigrations } from './migrations.js';
 import { DeployService } from './service.js';
 import { FakeImages, FakeTarget, createAppRepo } from './testing.js';
 
-/** Every `git` child this process spawns, counted (the git plumbing imports `spawn`). */
+/** Every `git` child this process spawns, counted, with its command (`cat-file`, `log`...). */
 let gitSpawns = 0;
+const gitCommands: string[] = [];
 {
   const childProcess = createRequire(import.meta.url)('node:child_process') as {
     spawn: (...args: unknown[]) => ChildProcess;
   };
   const original = childProcess.spawn;
   childProcess.spawn = function (this: unknown, ...args: unknown[]) {
-    if (args[0] === 'git') gitSpawns++;
+    if (args[0] === 'git') {
+      gitSpawns++;
+      // `git --git-dir <dir> <command> ...`
+      gitCommands.push(String((args[1] as string[])[2]));
+    }
     return original.apply(this, args);
   };
   syncBuiltinESMExports();
 }
 
-const appSpec = `apiVersion: score.dev/v1b1
+const appSpec = (environments: string[]) => `apiVersion: score.dev/v1b1
 metadata:
   name: hello
 containers:
@@ -42,9 +48,7 @@ service:
   ports:
     http: { port: 80, targetPort: 8080 }
 environments:
-  dev: {}
-  stage: {}
-`;
+${environments.map((env) => `  ${env}: {}\n`).join('')}`;
 
 let dir: string;
 before(() => {
@@ -53,14 +57,17 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 let run = 0;
-async function setup(pollIntervalMs = 3_600_000) {
+async function setup(
+  options: { pollIntervalMs?: number; environments?: string[]; start?: boolean } = {},
+) {
+  const { pollIntervalMs = 3_600_000, environments = ['dev', 'stage'], start = true } = options;
   run++;
   const store = await openStore(join(dir, `valve-${run}.db`), [deployMigrations]);
   const events = new EventBus();
   const git = new GitService(join(dir, `git-${run}`), events);
   const images = new FakeImages();
   const target = new FakeTarget();
-  await createAppRepo(git, 'dev/hello', appSpec);
+  await createAppRepo(git, 'dev/hello', appSpec(environments));
   const deploy = new DeployService({
     db: store.db,
     git,
@@ -71,8 +78,8 @@ async function setup(pollIntervalMs = 3_600_000) {
     cipher: { encrypt: (plain) => plain, decrypt: (sealed) => sealed },
     pollIntervalMs,
   });
-  await deploy.createEnvironments('dev', 'hello', ['dev', 'stage'], 'alice');
-  await deploy.start();
+  await deploy.createEnvironments('dev', 'hello', environments, 'alice');
+  if (start) await deploy.start();
   const version = async (n: number, env: string) => {
     images.add(`v${n}`, `${n}`.repeat(40));
     const result = await deploy.deploy('dev', 'hello', env, `v${n}`, 'alice');
@@ -106,8 +113,65 @@ test('a pass with no deploy-repo change spawns no git process; a new commit is r
   assert.equal(env.syncStatus, 'Synced');
 });
 
+test('a deploy commit to one environment re-reads that folder only, whatever the number of environments', async (t) => {
+  const environments = ['dev', 'stage', 'qa', 'prod'];
+  // Not started: no poll and no commit event runs a pass the counts below would include.
+  const { deploy, git, target, version, close } = await setup({ environments, start: false });
+  t.after(close);
+  const gitDir = git.pathOf('dev/hello.deploy.git');
+  /** The commit git names as the last change of the folder. */
+  const lastChange = async (env: string) =>
+    (await runGit(gitDir, ['log', '-1', '--format=%H', 'main', '--', `envs/${env}`])).stdout
+      .toString()
+      .trim();
+  const desiredCommits = async () => {
+    const views = await deploy.environments('dev', 'hello');
+    return Object.fromEntries(views.map((view) => [view.name, view.desiredCommit]));
+  };
+  for (const env of environments) await version(1, env);
+  await deploy.reconcileApp('dev', 'hello');
+  assert.equal(target.applies.length, environments.length);
+  const before = await desiredCommits();
+
+  await version(2, 'dev');
+  const spawned = gitSpawns;
+  const commands = gitCommands.length;
+  await deploy.reconcileApp('dev', 'hello');
+  // One `git cat-file --batch` reads the new head's envs tree, dev's files and the commit
+  // walked to; one `git log` describes that commit. Before: one listing of envs/, then a
+  // reader and a `git log -- envs/<env>` per environment (9 here).
+  assert.deepEqual(gitCommands.slice(commands), ['cat-file', 'log']);
+  assert.equal(gitSpawns - spawned, 2);
+  assert.deepEqual(
+    target.applies.slice(environments.length).map((spec) => spec.key),
+    ['dev/hello/dev'],
+    'dev is applied, the others are left alone',
+  );
+
+  const after = await desiredCommits();
+  assert.notEqual(after.dev, before.dev);
+  for (const env of environments) {
+    assert.equal(
+      after[env],
+      await lastChange(env),
+      `${env}: the last commit that changed its folder`,
+    );
+    if (env !== 'dev') assert.equal(after[env], before[env]);
+  }
+
+  // Two commits to stage before the next pass, the second putting back what the first changed:
+  // the folder's tree id is the one read before, its commit is the second (as git log says).
+  await version(3, 'stage');
+  await version(1, 'stage');
+  await deploy.reconcileApp('dev', 'hello');
+  assert.equal(target.applies.length, environments.length + 1, 'stage runs v1 already');
+  const restored = await desiredCommits();
+  assert.notEqual(restored.stage, before.stage);
+  for (const env of environments) assert.equal(restored[env], await lastChange(env));
+});
+
 test('a poll does not wait for a rollout under way before it looks at other environments', async (t) => {
-  const { deploy, target, version, close } = await setup(20);
+  const { deploy, target, version, close } = await setup({ pollIntervalMs: 20 });
   t.after(close);
   await version(1, 'stage');
   await deploy.reconcileApp('dev', 'hello');
