@@ -2,11 +2,11 @@
 export {
   DeployService,
   deployRepoPath,
-  deploySettingsFromEnv,
   type EnvironmentView,
   type DiffView,
   type SyncView,
 } from './service.js';
+export { deploySettingsFromEnv } from './deploy-settings.js';
 export { deployRoutes } from './routes.js';
 export {
   TargetRegistry,
