@@ -11,7 +11,7 @@ import { newId } from '../ids.js';
 import { now } from '../store/index.js';
 import { unknownApprovingTeam, type AppSpec } from './appspec.js';
 import { parseSourceSpec, type ChangeReads } from './change-reads.js';
-import { subjectOf, type DeployChange } from './deploy-change.js';
+import { subjectOf, type ApprovedBy, type DeployChange } from './deploy-change.js';
 import { appKey } from './desired-state.js';
 import type { DeployTables } from './migrations.js';
 
@@ -52,14 +52,19 @@ export interface ApprovalDecision {
   isMember: (team: string) => Promise<boolean>;
 }
 
-/** Writes an approved change as one deploy-repo commit (`Promotions.commit`); its sha. */
-export type CommitChange = (
-  team: string,
-  app: string,
-  change: DeployChange,
-  username: string | null,
-  approvedBy: string | null,
-) => Promise<string>;
+/** What approvals need of the deploy repo (Promotions). */
+export interface ApprovalCommits {
+  /** Writes an approved change as one deploy-repo commit; its sha. */
+  commit(
+    team: string,
+    app: string,
+    change: DeployChange,
+    username: string | null,
+    approved: ApprovedBy,
+  ): Promise<string>;
+  /** The commit an approval made (its `Approval:` trailer), or null. */
+  findCommit(team: string, app: string, environment: string, id: string): Promise<string | null>;
+}
 
 /**
  * Approval comes from valve.yaml on the source repo's main branch: the rule as it is now, so
@@ -96,7 +101,7 @@ export async function missingApprovingTeam(reads: ChangeReads, environment: stri
 export class DeployApprovals {
   constructor(
     private readonly db: Kysely<DeployTables>,
-    private readonly commit: CommitChange,
+    private readonly commits: ApprovalCommits,
   ) {}
 
   async request(
@@ -107,14 +112,6 @@ export class DeployApprovals {
     username: string,
   ): Promise<ApprovalView> {
     const key = appKey(team, app);
-    // A newer request for the environment replaces one still waiting.
-    await this.db
-      .updateTable('deploy_approvals')
-      .set({ status: 'superseded', decided_at: now() })
-      .where('app_key', '=', key)
-      .where('environment', '=', change.environment)
-      .where('status', '=', 'pending')
-      .execute();
     const row: DeployTables['deploy_approvals'] = {
       id: newId('appr'),
       app_key: key,
@@ -132,8 +129,51 @@ export class DeployApprovals {
       comment: null,
       commit: null,
     };
-    await this.db.insertInto('deploy_approvals').values(row).execute();
+    // A newer request for the environment replaces one still waiting, in one transaction: two
+    // requests at once leave one waiting (an index allows one pending row per environment).
+    await this.db.transaction().execute(async (tx) => {
+      await tx
+        .updateTable('deploy_approvals')
+        .set({ status: 'superseded', decided_at: now() })
+        .where('app_key', '=', key)
+        .where('environment', '=', change.environment)
+        .where('status', '=', 'pending')
+        .execute();
+      await tx.insertInto('deploy_approvals').values(row).execute();
+    });
     return approvalView(row);
+  }
+
+  /**
+   * Approvals a stopped server left approved without their commit: the commit found by its
+   * `Approval:` trailer is recorded; where there is none, the approval is `failed` (the change
+   * was never made; asking again decides on the present, not on an old request). Run at start.
+   */
+  async recover(): Promise<number> {
+    const rows = await this.db
+      .selectFrom('deploy_approvals')
+      .selectAll()
+      .where('status', '=', 'approved')
+      .where('commit', 'is', null)
+      .execute();
+    for (const row of rows) {
+      const [team, app] = row.app_key.split('/') as [string, string];
+      const commit = await this.commits.findCommit(team, app, row.environment, row.id);
+      await this.db
+        .updateTable('deploy_approvals')
+        .set(
+          commit
+            ? { commit }
+            : {
+                status: 'failed',
+                comment: `approved, but the server stopped before the change was committed; ask again`,
+              },
+        )
+        .where('id', '=', row.id)
+        .where('status', '=', 'approved')
+        .execute();
+    }
+    return rows.length;
   }
 
   /** Marks pending approvals past their time as expired. */
@@ -207,12 +247,12 @@ export class DeployApprovals {
         .where('id', '=', input.id)
         .executeTakeFirstOrThrow();
       try {
-        const commit = await this.commit(
+        const commit = await this.commits.commit(
           input.team,
           input.app,
           JSON.parse(row.request) as DeployChange,
           row.requested_by,
-          input.username,
+          { by: input.username, id: input.id },
         );
         await this.db
           .updateTable('deploy_approvals')

@@ -28,10 +28,16 @@ export interface DeployChange {
   rollbackTo?: string;
 }
 
+/** Who approved a change, and the approval (`deploy_approvals.id`) it was asked in. */
+export interface ApprovedBy {
+  by: string;
+  id: string;
+}
+
 export function deployCommitMessage(
   app: string,
   change: DeployChange,
-  approvedBy?: string | null,
+  approved?: ApprovedBy | null,
 ): string {
   const subject = subjectOf(app, change);
   const trailers = [
@@ -39,7 +45,8 @@ export function deployCommitMessage(
     `Source-Commit: ${change.sourceCommit ?? 'unknown'}`,
     ...(change.from ? [`Promoted-From: ${change.from.environment} ${change.from.commit}`] : []),
     ...(change.rollbackTo ? [`Rolled-Back-To: ${change.rollbackTo}`] : []),
-    ...(approvedBy ? [`Approved-By: ${approvedBy}`] : []),
+    // The approval's id finds the commit again (a server stopped before it recorded it).
+    ...(approved ? [`Approved-By: ${approved.by}`, `Approval: ${approved.id}`] : []),
   ];
   return `${subject}\n\n${trailers.join('\n')}\n`;
 }

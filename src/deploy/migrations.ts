@@ -1,4 +1,4 @@
-import type { NamedMigrations } from '../store/index.js';
+import { sql, type NamedMigrations } from '../store/index.js';
 
 export interface DeployTables {
   deploy_environments: {
@@ -169,6 +169,24 @@ export const deployMigrations: NamedMigrations = {
         .on('deploy_approvals')
         .columns(['app_key', 'requested_at'])
         .execute();
+    },
+  },
+  '2026112401_deploy_one_pending_approval': {
+    async up(db) {
+      // Only the newest pending request of an environment stays pending, as requests do now.
+      await sql`
+        update deploy_approvals set status = 'superseded', decided_at = ${new Date().toISOString()}
+        where status = 'pending' and exists (
+          select 1 from deploy_approvals newer
+          where newer.app_key = deploy_approvals.app_key
+            and newer.environment = deploy_approvals.environment
+            and newer.status = 'pending'
+            and (newer.requested_at > deploy_approvals.requested_at
+              or (newer.requested_at = deploy_approvals.requested_at
+                and newer.id > deploy_approvals.id)))`.execute(db);
+      await sql`
+        create unique index deploy_approvals_one_pending
+        on deploy_approvals (app_key, environment) where status = 'pending'`.execute(db);
     },
   },
 };

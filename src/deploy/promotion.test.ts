@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Kysely } from 'kysely';
 import { after, beforeEach, describe, test } from 'node:test';
 import { ValveError } from '../errors.js';
 import { EventBus } from '../events.js';
@@ -15,7 +16,8 @@ import { GitService, logCommits, runGit } from '../git/index.js';
 import type { CommitRequest } from '../git/plumbing.js';
 import { openStore } from '../store/index.js';
 import { parseAppSpec } from './appspec.js';
-import { deployMigrations } from './migrations.js';
+import { deployMigrations, type DeployTables } from './migrations.js';
+import { DeployApprovals } from './deploy-approvals.js';
 import { Promotions, type DeployChange } from './promotion.js';
 import { renderEnvironment } from './render.js';
 
@@ -59,6 +61,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 let run = 0;
 let git: RacingGit;
 let promotions: Promotions;
+let db: Kysely<DeployTables>;
 let sourceCommit: string;
 const deployGitDir = () => git.pathOf('dev/hello.deploy.git');
 const out = async (args: string[]) => (await runGit(deployGitDir(), args)).stdout.toString().trim();
@@ -66,6 +69,7 @@ const out = async (args: string[]) => (await runGit(deployGitDir(), args)).stdou
 beforeEach(async () => {
   run++;
   const store = await openStore(join(dir, `valve-${run}.db`), [deployMigrations]);
+  db = store.db;
   git = new RacingGit(join(dir, `git-${run}`), new EventBus());
   promotions = new Promotions({
     db: store.db,
@@ -264,5 +268,75 @@ describe('promotions', () => {
     assert.equal(head!.sha, decided.commit);
     assert.equal(head!.author, alice);
     assert.match(head!.body, /^Approved-By: bob$/m);
+    assert.match(head!.body, new RegExp(`^Approval: ${approval.id}$`, 'm'));
+  });
+
+  test('two requests for one environment at once leave one waiting', async () => {
+    const rows = new DeployApprovals(db, {
+      commit: async () => assert.fail('nothing is approved'),
+      findCommit: async () => null,
+    });
+    const change: DeployChange = {
+      kind: 'deploy',
+      environment: 'prod',
+      image: image(1),
+      sourceCommit,
+    };
+    const policy = { team: 'ops', timeoutMinutes: 30 };
+    // Started in the same tick, so their statements interleave unless each is one transaction.
+    await Promise.all([
+      rows.request('dev', 'hello', change, policy, alice),
+      rows.request('dev', 'hello', change, policy, alice),
+      rows.request('dev', 'hello', change, policy, alice),
+    ]);
+    const listed = await rows.list('dev', 'hello');
+    assert.deepEqual(listed.map((row) => row.status).sort(), [
+      'pending',
+      'superseded',
+      'superseded',
+    ]);
+  });
+
+  test('an approval a stopped server left without its commit: found by its trailer, or failed', async () => {
+    await deployTo('dev', 1);
+    const ask = async () => {
+      const result = await promotions.promote('dev', 'hello', 'dev', 'prod', alice);
+      assert.equal(result.status, 'pending');
+      const approval = result.status === 'pending' ? result.approval : undefined!;
+      // What decide() writes before it commits: the server stops right after.
+      await db
+        .updateTable('deploy_approvals')
+        .set({ status: 'approved', decided_by: 'bob', decided_at: new Date().toISOString() })
+        .where('id', '=', approval.id)
+        .execute();
+      return approval;
+    };
+    // Stopped before the commit: nothing was changed, so the approval failed.
+    const lost = await ask();
+    const head = await out(['rev-parse', 'refs/heads/main']);
+    // Stopped after the commit, before recording it: its trailer finds it.
+    const made = await ask();
+    const change = JSON.parse(
+      (
+        await db
+          .selectFrom('deploy_approvals')
+          .select('request')
+          .where('id', '=', made.id)
+          .executeTakeFirstOrThrow()
+      ).request,
+    ) as DeployChange;
+    const commit = await promotions.commit('dev', 'hello', change, alice, {
+      by: 'bob',
+      id: made.id,
+    });
+    assert.notEqual(commit, head);
+
+    assert.equal(await promotions.recoverApprovals(), 2);
+    const lostNow = await promotions.approval('dev', 'hello', lost.id);
+    assert.equal(lostNow?.status, 'failed');
+    assert.match(lostNow!.comment ?? '', /server stopped before the change was committed/);
+    const madeNow = await promotions.approval('dev', 'hello', made.id);
+    assert.deepEqual([madeNow?.status, madeNow?.commit], ['approved', commit]);
+    assert.equal(await promotions.recoverApprovals(), 0, 'settled once');
   });
 });

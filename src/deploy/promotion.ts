@@ -27,7 +27,14 @@ import {
   type ApprovalDecision,
   type ApprovalView,
 } from './deploy-approvals.js';
-import { authorOf, deployCommitMessage, shortSha, type DeployChange } from './deploy-change.js';
+import {
+  authorOf,
+  deployCommitMessage,
+  parseTrailers,
+  shortSha,
+  type ApprovedBy,
+  type DeployChange,
+} from './deploy-change.js';
 import { currentDeploy, historyOf, type DeployRecord } from './deploy-history.js';
 import { resolveImage, sourceCommitOf, type ResolvedImage } from './image-resolution.js';
 import type { DeployTables } from './migrations.js';
@@ -78,9 +85,12 @@ export class Promotions {
   private readonly approvalRows: DeployApprovals;
 
   constructor(private readonly options: PromotionOptions) {
-    this.approvalRows = new DeployApprovals(options.db, (team, app, change, username, approvedBy) =>
-      this.commit(team, app, change, username, approvedBy),
-    );
+    this.approvalRows = new DeployApprovals(options.db, {
+      commit: (team, app, change, username, approved) =>
+        this.commit(team, app, change, username, approved),
+      findCommit: (team, app, environment, id) =>
+        this.findApprovalCommit(team, app, environment, id),
+    });
   }
 
   // ---- the three changes ----
@@ -231,12 +241,27 @@ export class Promotions {
     app: string,
     change: DeployChange,
     username: string | null,
-    approvedBy: string | null,
+    approved: ApprovedBy | null,
     spec?: AppSpec | null,
   ): Promise<string> {
     return this.withReads(team, app, (reads) =>
-      this.write(reads, team, app, change, username, approvedBy, spec),
+      this.write(reads, team, app, change, username, approved, spec),
     );
+  }
+
+  /** The deploy-repo commit an approval made (its `Approval:` trailer), among the folder's last. */
+  async findApprovalCommit(
+    team: string,
+    app: string,
+    environment: string,
+    id: string,
+  ): Promise<string | null> {
+    const gitDir = this.options.git.pathOf(deployRepoPath(team, app));
+    const commits = await logCommits(gitDir, 'refs/heads/main', {
+      limit: 100,
+      path: envDir(environment),
+    }).catch(() => []);
+    return commits.find((commit) => parseTrailers(commit.body).Approval === id)?.sha ?? null;
   }
 
   private async write(
@@ -245,7 +270,7 @@ export class Promotions {
     app: string,
     change: DeployChange,
     username: string | null,
-    approvedBy: string | null,
+    approved: ApprovedBy | null,
     spec?: AppSpec | null,
   ): Promise<string> {
     const dir = envDir(change.environment);
@@ -280,7 +305,7 @@ export class Promotions {
           {
             branch: 'main',
             changes,
-            message: deployCommitMessage(app, change, approvedBy),
+            message: deployCommitMessage(app, change, approved),
             author: authorOf(username),
             // Only what differs from `head` is written, so the commit must go on `head`.
             expectedParent: head,
@@ -320,6 +345,11 @@ export class Promotions {
   /** Marks pending approvals past their time as expired. */
   expireApprovals(): Promise<void> {
     return this.approvalRows.expire();
+  }
+
+  /** Settles approvals a stopped server left approved without their commit (at start). */
+  recoverApprovals(): Promise<number> {
+    return this.approvalRows.recover();
   }
 
   approvals(

@@ -123,6 +123,7 @@ export class DeployService {
   /** Re-adopts what runs, then reconciles every environment; instances keep running throughout. */
   async start(): Promise<void> {
     await this.options.target.recover();
+    await this.promotions.recoverApprovals();
     // valve.yaml gaining an environment on the source repo's main branch makes it one here.
     this.unsubscribe = this.options.events.on('git.refUpdated', (event) => {
       const match = /^([^/]+)\/([^/]+)\.git$/.exec(event.repoPath);
