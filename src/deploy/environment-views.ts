@@ -188,7 +188,10 @@ export class EnvironmentViews {
             await this.options.targets.resolve(team, targetName)
           ).status(`${row.app_key}/${row.name}`);
         } catch (error) {
-          live = missingStatus(row.app_key, error instanceof Error ? error.message : String(error));
+          live = missingStatus(
+            `${row.app_key}/${row.name}`,
+            error instanceof Error ? error.message : String(error),
+          );
         }
         const last = lastSyncs.find((sync) => sync.environment === row.name);
         // Nothing deployed: no version, and no commit, source or time of one.
