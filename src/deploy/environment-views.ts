@@ -22,6 +22,7 @@ import {
   type SyncStatus,
   type TargetResolver,
 } from './reconciler.js';
+import { missingStatus } from './targets/shared/workload-status.js';
 import type { WorkloadStatus } from './targets/target.js';
 
 export interface SyncView {
@@ -318,21 +319,6 @@ export function diffView(name: string, result: EnvironmentDiff): DiffView {
     resources,
     items,
     drift: row.drift ? (JSON.parse(row.drift) as string[]) : [],
-  };
-}
-
-function missingStatus(key: string, message: string): WorkloadStatus {
-  return {
-    key,
-    health: 'missing',
-    url: null,
-    image: null,
-    imageReference: null,
-    desiredReplicas: 0,
-    readyReplicas: 0,
-    instances: [],
-    message,
-    drift: [],
   };
 }
 

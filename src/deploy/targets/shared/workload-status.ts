@@ -68,8 +68,8 @@ export function describeWorkloadStatus(
   };
 }
 
-/** The status of a key the target does not know. */
-export function missingStatus(key: string): WorkloadStatus {
+/** The status of a key the target does not know (or of a target that cannot say: `message`). */
+export function missingStatus(key: string, message: string | null = null): WorkloadStatus {
   return {
     key,
     health: 'missing',
@@ -79,7 +79,7 @@ export function missingStatus(key: string): WorkloadStatus {
     desiredReplicas: 0,
     readyReplicas: 0,
     instances: [],
-    message: null,
+    message,
     drift: [],
   };
 }
