@@ -1,4 +1,8 @@
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+/**
+ * What the proxy's two paths (HTTP in proxy.ts, Upgrade in proxy-upgrade.ts) share: which
+ * headers are of one hop only, the headers an instance is sent, and the connect watch.
+ */
+import type { ClientRequest, IncomingHttpHeaders, IncomingMessage } from 'node:http';
 
 /** Headers that describe one connection, not the message (RFC 9110 section 7.6.1). */
 export const hopByHop = new Set([
@@ -39,4 +43,35 @@ export function forwardedHeaders(req: IncomingMessage): IncomingHttpHeaders {
   headers['x-forwarded-proto'] ??= 'http';
   if (req.headers.host) headers['x-forwarded-host'] ??= req.headers.host;
   return headers;
+}
+
+/**
+ * Calls `connected` once the request's connection to the instance is up (at once for a reused
+ * keep-alive socket); if it is not up within `timeoutMs`, calls `timedOut` (which should
+ * destroy the request). The timer is cleared when the request closes.
+ */
+export function watchConnect(
+  upstream: ClientRequest,
+  timeoutMs: number,
+  connected: () => void,
+  timedOut: () => void,
+): void {
+  let timer: NodeJS.Timeout | undefined;
+  upstream.once('close', () => clearTimeout(timer));
+  upstream.once('socket', (socket) => {
+    if (!socket.connecting) return connected();
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      connected();
+    });
+    timer = setTimeout(
+      // The event loop may have been busy past the deadline while the connect completed: the
+      // poll phase before setImmediate delivers that first.
+      () =>
+        setImmediate(() => {
+          if (socket.connecting) timedOut();
+        }),
+      timeoutMs,
+    );
+  });
 }

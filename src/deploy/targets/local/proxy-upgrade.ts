@@ -6,7 +6,7 @@ import {
 } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TargetLogger } from '../target.js';
-import { connectionOptions, forwardedHeaders, hopByHop } from './http-headers.js';
+import { connectionOptions, forwardedHeaders, hopByHop, watchConnect } from './http-headers.js';
 import type { Backend, BackendSet } from './proxy.js';
 
 /**
@@ -170,30 +170,17 @@ export class UpgradeTunnels {
     let timedOut = false;
     /** The instance answered: from here on the connection is the client's. */
     let answered = false;
-    let connectTimer: NodeJS.Timeout | undefined;
-    upstream.once('socket', (socket) => {
-      if (!socket.connecting) {
-        connected = true;
-        return;
-      }
-      socket.once('connect', () => {
-        clearTimeout(connectTimer);
-        connected = true;
-      });
-      connectTimer = setTimeout(
-        // As for HTTP: a connect completed while the event loop was busy is delivered first.
-        () =>
-          setImmediate(() => {
-            if (!socket.connecting) return;
-            timedOut = true;
-            upstream.destroy(new Error('connect timeout'));
-          }),
-        host.connectTimeoutMs,
-      );
-    });
+    watchConnect(
+      upstream,
+      host.connectTimeoutMs,
+      () => (connected = true),
+      () => {
+        timedOut = true;
+        upstream.destroy(new Error('connect timeout'));
+      },
+    );
     // After a 101 the request closes at once, and the tunnel holds the instance.
     upstream.once('close', () => {
-      clearTimeout(connectTimer);
       if (!tunnel.instance) release();
     });
     upstream.on('error', (error: NodeJS.ErrnoException) => {

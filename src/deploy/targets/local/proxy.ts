@@ -9,7 +9,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { TargetLogger } from '../target.js';
-import { forwardedHeaders, withoutHopByHop } from './http-headers.js';
+import { forwardedHeaders, watchConnect, withoutHopByHop } from './http-headers.js';
 import { UpgradeTunnels } from './proxy-upgrade.js';
 
 /**
@@ -446,30 +446,20 @@ export class WorkloadProxy {
     exchange.upstream = upstream;
     let stage: AttemptStage = 'connecting';
     let timedOut: 'connect' | 'response headers' | null = null;
-    let connectTimer: NodeJS.Timeout | undefined;
     let headersTimer: NodeJS.Timeout | undefined;
     const fail = (what: 'connect' | 'response headers') => {
       timedOut = what;
       upstream.destroy(new Error(`${what} timeout`));
     };
-    const connected = () => {
-      clearTimeout(connectTimer);
-      stage = 'sent';
-      if (exchange.body.kind === 'streamed') req.pipe(upstream);
-    };
-    upstream.once('socket', (socket) => {
-      if (!socket.connecting) return connected();
-      socket.once('connect', connected);
-      connectTimer = setTimeout(
-        // The event loop may have been busy past the deadline while the connect completed:
-        // the poll phase before setImmediate delivers that first.
-        () =>
-          setImmediate(() => {
-            if (socket.connecting) fail('connect');
-          }),
-        this.connectTimeoutMs,
-      );
-    });
+    watchConnect(
+      upstream,
+      this.connectTimeoutMs,
+      () => {
+        stage = 'sent';
+        if (exchange.body.kind === 'streamed') req.pipe(upstream);
+      },
+      () => fail('connect'),
+    );
     if (this.responseHeadersTimeoutMs > 0) {
       // Once the whole request is written: a slow upload is not a slow instance.
       upstream.once('finish', () => {
@@ -478,7 +468,6 @@ export class WorkloadProxy {
       });
     }
     upstream.once('close', () => {
-      clearTimeout(connectTimer);
       clearTimeout(headersTimer);
       this.release(backend.id);
     });
