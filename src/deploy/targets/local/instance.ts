@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
+import { ReadinessWatcher, type StartOutcome } from '../shared/readiness-watch.js';
 import { CrashBackoff, restartBackoff } from '../shared/restart-backoff.js';
 import type { InstanceState, InstanceStatus, TargetLogger } from '../target.js';
 import type { LaunchPlan } from './launch.js';
@@ -11,7 +11,7 @@ import {
   type ExitInfo,
   type GroupProcess,
 } from './process-group.js';
-import { probeOnce, type ProbeSettings } from './readiness.js';
+import type { ProbeSettings } from './readiness.js';
 import type { InstanceRecord } from './state-file.js';
 
 /**
@@ -39,11 +39,6 @@ export interface InstanceOptions {
 export { restartBackoff };
 /** How often a process started by an earlier server is checked for life (not our child). */
 const adoptedPollMs = 1000;
-/** How often a starting process is probed until it first passes. */
-// Short: a probe on loopback is cheap, and every interval is added to push-to-live.
-const startupProbeMs = 50;
-
-type StartOutcome = { kind: 'ready' } | { kind: 'failed'; reason: string } | { kind: 'superseded' };
 
 export class Instance {
   state: InstanceState = 'stopped';
@@ -56,12 +51,15 @@ export class Instance {
   problem: string | null = null;
 
   private proc: GroupProcess | null = null;
-  /** Bumped for every process and on detach, so callbacks of an older one do nothing. */
-  private generation = 0;
+  /**
+   * Readiness, and the generation: one for every process and one on stop and detach, so
+   * callbacks of an older one do nothing.
+   */
+  private readonly readiness: ReadinessWatcher;
+  /** The wait before a restart. */
   private timer: NodeJS.Timeout | undefined;
   private readonly backoff = new CrashBackoff(restartBackoff);
   private readySince: number | null = null;
-  private probeFailures = 0;
   /** Why the current process is being killed by us, reported instead of "killed by SIGKILL". */
   private killReason: string | null = null;
   /** The server is shutting down: start nothing new. */
@@ -70,7 +68,16 @@ export class Instance {
   constructor(
     readonly record: InstanceRecord,
     private readonly options: InstanceOptions,
-  ) {}
+  ) {
+    this.readiness = new ReadinessWatcher({
+      port: record.port,
+      probe: options.probe,
+      onServingChange: (ready, problem) => {
+        this.problem = problem;
+        this.setState(ready ? 'ready' : 'unready');
+      },
+    });
+  }
 
   get id(): string {
     return this.record.id;
@@ -100,7 +107,7 @@ export class Instance {
   /** Launches the process and resolves once it is ready; on failure it is stopped and this throws. */
   async start(): Promise<void> {
     this.launch();
-    const outcome = await this.untilReady(this.generation);
+    const outcome = await this.untilReady(this.readiness.generation);
     if (outcome.kind === 'ready') {
       this.becomeReady();
       return;
@@ -124,7 +131,7 @@ export class Instance {
     this.supervised = true;
     this.attach(proc);
     this.options.logger.info({ instance: this.id, pid: proc.pid }, 'adopted running instance');
-    const generation = this.generation;
+    const generation = this.readiness.generation;
     const outcome = await this.untilReady(generation);
     if (outcome.kind === 'ready') this.becomeReady();
     else if (outcome.kind === 'failed') this.killForRestart(generation, outcome.reason);
@@ -142,7 +149,7 @@ export class Instance {
   async stop(): Promise<void> {
     clearTimeout(this.timer);
     const proc = this.proc;
-    this.generation++;
+    this.readiness.begin();
     this.setState('stopping');
     if (proc && !(await terminateGroup(proc, this.options.stopGraceMs))) {
       this.options.logger.warn(
@@ -160,7 +167,7 @@ export class Instance {
   detach(): void {
     this.detached = true;
     clearTimeout(this.timer);
-    this.generation++;
+    this.readiness.begin();
     this.proc?.detach();
     this.proc = null;
   }
@@ -168,6 +175,7 @@ export class Instance {
   /** Replaced: no longer routed to, waiting for its in-flight requests before being stopped. */
   markDraining(): void {
     clearTimeout(this.timer);
+    this.readiness.pause();
     this.supervised = false;
     this.setState('draining');
   }
@@ -207,78 +215,48 @@ export class Instance {
   }
 
   private attach(proc: GroupProcess): void {
-    const generation = ++this.generation;
+    const generation = this.readiness.begin();
     this.proc = proc;
     this.record.pid = proc.pid;
     this.record.pidStartTime = proc.startTime;
     this.readySince = null;
-    this.probeFailures = 0;
     this.killReason = null;
     void proc.exited.then((info) => this.onExit(generation, info));
     this.setState('starting');
   }
 
   /** Probes until the first pass; fails when the process exits or the start timeout passes. */
-  private async untilReady(generation: number): Promise<StartOutcome> {
-    const { probe, startTimeoutMs } = this.options;
+  private untilReady(generation: number): Promise<StartOutcome> {
     const proc = this.proc;
-    if (!proc) return { kind: 'failed', reason: this.problem ?? 'the process did not start' };
-    const deadline = Date.now() + startTimeoutMs;
+    if (!proc) {
+      const reason = this.problem ?? 'the process did not start';
+      return Promise.resolve({ kind: 'failed', reason });
+    }
     let exit: ExitInfo | null = null;
     void proc.exited.then((info) => (exit = info));
-    for (;;) {
-      if (generation !== this.generation) return { kind: 'superseded' };
-      if (exit) return { kind: 'failed', reason: `${describeExit(exit)} before it was ready` };
-      const result = await probeOnce(this.record.port, probe.path, probe.timeoutMs);
-      if (generation !== this.generation) return { kind: 'superseded' };
-      if (result.ok) return { kind: 'ready' };
-      if (Date.now() >= deadline) {
-        return {
-          kind: 'failed',
-          reason: `not ready within ${startTimeoutMs / 1000} s (last: ${result.reason})`,
-        };
-      }
-      await Promise.race([delay(startupProbeMs), proc.exited]);
-    }
+    return this.readiness.untilReady(generation, {
+      timeoutMs: this.options.startTimeoutMs,
+      ended: () => exit && `${describeExit(exit)} before it was ready`,
+      wake: proc.exited,
+    });
   }
 
+  /** Serving: probed every `periodMs`, out of rotation after `failureThreshold` misses in a row. */
   private becomeReady(): void {
     this.readySince = Date.now();
     this.problem = null;
     this.setState('ready');
-    this.scheduleProbe(this.generation);
-  }
-
-  /** Readiness while serving: `failureThreshold` misses in a row take it out of rotation. */
-  private scheduleProbe(generation: number): void {
-    const { probe } = this.options;
-    this.timer = setTimeout(async () => {
-      if (generation !== this.generation) return;
-      const result = await probeOnce(this.record.port, probe.path, probe.timeoutMs);
-      if (generation !== this.generation || (this.state !== 'ready' && this.state !== 'unready'))
-        return;
-      if (result.ok) {
-        this.probeFailures = 0;
-        if (this.state === 'unready') {
-          this.problem = null;
-          this.setState('ready');
-        }
-      } else if (++this.probeFailures >= probe.failureThreshold && this.state === 'ready') {
-        this.problem = `readiness failing: ${result.reason}`;
-        this.setState('unready');
-      }
-      this.scheduleProbe(generation);
-    }, probe.periodMs);
-    this.timer.unref();
+    this.readiness.serve(this.readiness.generation);
   }
 
   private onExit(generation: number, info: ExitInfo): void {
-    if (generation !== this.generation || this.detached) return;
+    if (!this.readiness.isCurrent(generation) || this.detached) return;
     const pid = this.record.pid;
     this.proc = null;
     this.record.pid = 0;
     this.record.pidStartTime = null;
     clearTimeout(this.timer);
+    this.readiness.pause();
     // The leader is gone; a child it left in the group must not hold the port.
     signalGroup(pid, 'SIGKILL');
     const reason = this.killReason ?? describeExit(info);
@@ -305,20 +283,20 @@ export class Instance {
       this.attachFailure((error as Error).message);
       return;
     }
-    const generation = this.generation;
+    const generation = this.readiness.generation;
     const outcome = await this.untilReady(generation);
     if (outcome.kind === 'ready') this.becomeReady();
     else if (outcome.kind === 'failed') this.killForRestart(generation, outcome.reason);
   }
 
   private attachFailure(reason: string): void {
-    const generation = ++this.generation;
+    const generation = this.readiness.begin();
     this.onExit(generation, { code: null, signal: null, error: reason });
   }
 
   /** A process that never got ready: kill it; its exit schedules the restart. */
   private killForRestart(generation: number, reason: string): void {
-    if (generation !== this.generation || !this.proc) return;
+    if (!this.readiness.isCurrent(generation) || !this.proc) return;
     this.killReason = reason;
     signalGroup(this.proc.pid, 'SIGKILL');
   }

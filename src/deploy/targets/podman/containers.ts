@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import type { WorkloadSpec } from '../target.js';
 import type { PodmanCli } from './cli.js';
 
 /**
@@ -38,6 +39,33 @@ export interface ContainerPlan {
   /** The port the app listens on inside the container. */
   containerPort: number;
   labels: Record<string, string>;
+}
+
+/** What `podman run` gets for one instance: the spec's command, env and `PORT`, and the labels recover() finds. */
+export function containerPlan(options: {
+  /** Value of the `valve.dev/target` label. */
+  owner: string;
+  key: string;
+  spec: WorkloadSpec;
+  /** The image as podman's storage names it. */
+  image: string;
+  instance: string;
+}): ContainerPlan {
+  const { owner, key, spec, image, instance } = options;
+  return {
+    image,
+    command: spec.command,
+    args: spec.args,
+    // PORT as the local target sets it, so an app written for one runs on the other.
+    env: { ...spec.env, PORT: String(spec.port) },
+    containerPort: spec.port,
+    labels: {
+      [labelKeys.owner]: owner,
+      [labelKeys.workload]: key,
+      [labelKeys.instance]: instance,
+      [labelKeys.image]: spec.image.digest,
+    },
+  };
 }
 
 /**

@@ -1,5 +1,5 @@
-import { setTimeout as delay } from 'node:timers/promises';
-import { probeOnce, type ProbeSettings } from '../local/readiness.js';
+import type { ProbeSettings } from '../local/readiness.js';
+import { ReadinessWatcher, type StartOutcome } from '../shared/readiness-watch.js';
 import { CrashBackoff, restartBackoff, type RestartBackoff } from '../shared/restart-backoff.js';
 import type { InstanceState, InstanceStatus, TargetLogger } from '../target.js';
 import { PodmanError, type PodmanCli } from './cli.js';
@@ -43,10 +43,6 @@ export interface PodmanInstanceOptions {
 export { restartBackoff, type RestartBackoff };
 /** podman's states on the way out: the next listing says how it ended. */
 const leavingStates = new Set(['stopping', 'removing']);
-/** How often a starting container is probed until it first passes. */
-const startupProbeMs = 50;
-
-type StartOutcome = { kind: 'ready' } | { kind: 'failed'; reason: string } | { kind: 'superseded' };
 
 export class PodmanInstance {
   state: InstanceState = 'stopped';
@@ -62,12 +58,15 @@ export class PodmanInstance {
   /** The container's last output when a start failed (it is removed right after). */
   lastOutput: string[] = [];
 
-  /** Bumped for each container start and on stop/detach, so older callbacks do nothing. */
-  private generation = 0;
+  /**
+   * Readiness, and the generation: one for each container start and one on stop, detach and
+   * the container's end, so older callbacks do nothing.
+   */
+  private readonly readiness: ReadinessWatcher;
+  /** The wait before a restart. */
   private timer: NodeJS.Timeout | undefined;
   private readonly backoff: CrashBackoff;
   private readySince: number | null = null;
-  private probeFailures = 0;
   private detached = false;
   /** Listings that began before this moment describe an earlier container. */
   private observeAfter = 0;
@@ -76,6 +75,8 @@ export class PodmanInstance {
   /** Starts, restarts or stops under way: they watch `seen` themselves. */
   private busy = 0;
   private relaunching: Promise<void> | null = null;
+  /** The `podman inspect` of the current container's pid, under way or done. */
+  private pidRead: Promise<void> = Promise.resolve();
   /** Stopped and its container removed: a second stop has nothing to do. */
   private removed = false;
   /** How the container last went down. */
@@ -88,6 +89,14 @@ export class PodmanInstance {
     private readonly options: PodmanInstanceOptions,
   ) {
     this.backoff = new CrashBackoff(options.backoff ?? restartBackoff);
+    this.readiness = new ReadinessWatcher({
+      port: record.port,
+      probe: options.probe,
+      onServingChange: (ready, problem) => {
+        this.problem = problem;
+        this.setState(ready ? 'ready' : 'unready');
+      },
+    });
   }
 
   get id(): string {
@@ -98,6 +107,14 @@ export class PodmanInstance {
     return this.state === 'ready';
   }
 
+  /**
+   * Resolves once the pid of the container started last is known. Its start resolves as soon as
+   * it is ready, without waiting for that; an apply waits for it after the switch.
+   */
+  pidKnown(): Promise<void> {
+    return this.pidRead;
+  }
+
   /** Probe settings of its readiness, for checks beside the instance's own (rollout analysis). */
   get probe(): ProbeSettings {
     return this.options.probe;
@@ -105,12 +122,13 @@ export class PodmanInstance {
 
   /** Creates the container and resolves once it is ready; on failure it is removed and this throws. */
   async start(): Promise<void> {
-    const generation = ++this.generation;
+    const generation = this.readiness.begin();
     this.busy++;
     let reason: string;
     try {
       this.setState('starting');
       await this.create();
+      this.readPidBeside(generation);
       const outcome = await this.untilReady(generation);
       if (outcome.kind === 'ready') {
         this.busy--;
@@ -147,7 +165,7 @@ export class PodmanInstance {
     this.record.pid = seen.pid;
     this.seen = seen;
     this.observeAfter = Date.now();
-    const generation = ++this.generation;
+    const generation = this.readiness.begin();
     this.busy++;
     this.setState('starting');
     this.options.logger.info(
@@ -201,7 +219,7 @@ export class PodmanInstance {
    */
   async stop(): Promise<void> {
     clearTimeout(this.timer);
-    this.generation++;
+    this.readiness.begin();
     this.endedAlone = false;
     if (this.removed || this.detached) return;
     this.busy++;
@@ -230,12 +248,13 @@ export class PodmanInstance {
   detach(): void {
     this.detached = true;
     clearTimeout(this.timer);
-    this.generation++;
+    this.readiness.begin();
   }
 
   /** Replaced: no longer routed to, waiting for its in-flight requests before being stopped. */
   markDraining(): void {
     clearTimeout(this.timer);
+    this.readiness.pause();
     this.supervised = false;
     this.setState('draining');
   }
@@ -294,7 +313,6 @@ export class PodmanInstance {
       this.seen = undefined;
     }
     this.record.startedAt = new Date().toISOString();
-    await this.readPid();
     this.options.logger.info(
       { instance: this.id, container: this.record.container.slice(0, 12), port: this.record.port },
       'created container',
@@ -311,7 +329,6 @@ export class PodmanInstance {
       this.seen = undefined;
       if (result.code === 0) {
         this.record.startedAt = new Date().toISOString();
-        await this.readPid();
         this.options.onChange(this);
         return;
       }
@@ -323,83 +340,49 @@ export class PodmanInstance {
     await this.create();
   }
 
-  private async readPid(): Promise<void> {
+  /**
+   * Reads the pid of the container just run or started (for the status and the state file)
+   * while it is probed: asking podman first would put one more podman command between
+   * `podman run` and the switch.
+   */
+  private readPidBeside(generation: number): void {
     const ref = this.record.container ?? this.record.name;
-    const result = await this.options.cli.run([
-      'container',
-      'inspect',
-      '--format',
-      '{{.State.Pid}}',
-      ref,
-    ]);
-    this.record.pid = result.code === 0 ? Number(result.stdout.trim()) || 0 : 0;
+    const inspect = ['container', 'inspect', '--format', '{{.State.Pid}}', ref];
+    this.pidRead = this.options.cli.run(inspect).then((result) => {
+      if (!this.readiness.isCurrent(generation)) return;
+      this.record.pid = result.code === 0 ? Number(result.stdout.trim()) || 0 : 0;
+      this.options.onChange(this);
+    });
   }
 
   /** Probes until the first pass; fails when the container stops or the start timeout passes. */
-  private async untilReady(generation: number): Promise<StartOutcome> {
-    const { probe, startTimeoutMs } = this.options;
-    const deadline = Date.now() + startTimeoutMs;
-    for (;;) {
-      if (generation !== this.generation) return { kind: 'superseded' };
-      const seen = this.seen;
-      if (seen === null)
-        return { kind: 'failed', reason: 'its container was removed before it was ready' };
-      if (seen && seen.state !== 'running') {
-        return {
-          kind: 'failed',
-          reason: `its container ${describeContainerExit(seen)} before it was ready`,
-        };
-      }
-      const result = await probeOnce(this.record.port, probe.path, probe.timeoutMs);
-      if (generation !== this.generation) return { kind: 'superseded' };
-      if (result.ok) return { kind: 'ready' };
-      if (Date.now() >= deadline) {
-        return {
-          kind: 'failed',
-          reason: `not ready within ${startTimeoutMs / 1000} s (last: ${result.reason})`,
-        };
-      }
-      await delay(startupProbeMs);
-    }
+  private untilReady(generation: number): Promise<StartOutcome> {
+    return this.readiness.untilReady(generation, {
+      timeoutMs: this.options.startTimeoutMs,
+      ended: () => {
+        const seen = this.seen;
+        if (seen === null) return 'its container was removed before it was ready';
+        if (seen && seen.state !== 'running')
+          return `its container ${describeContainerExit(seen)} before it was ready`;
+        return null;
+      },
+    });
   }
 
+  /** Serving: probed every `periodMs`, out of rotation after `failureThreshold` misses in a row. */
   private becomeReady(): void {
     this.readySince = Date.now();
-    // A fresh container that just passed: misses counted against the one before do not carry over.
-    this.probeFailures = 0;
     this.problem = null;
     this.drift = null;
     this.setState('ready');
-    this.scheduleProbe(this.generation);
-  }
-
-  /** Readiness while serving: `failureThreshold` misses in a row take it out of rotation. */
-  private scheduleProbe(generation: number): void {
-    const { probe } = this.options;
-    this.timer = setTimeout(async () => {
-      if (generation !== this.generation) return;
-      const result = await probeOnce(this.record.port, probe.path, probe.timeoutMs);
-      if (generation !== this.generation || (this.state !== 'ready' && this.state !== 'unready'))
-        return;
-      if (result.ok) {
-        this.probeFailures = 0;
-        if (this.state === 'unready') {
-          this.problem = null;
-          this.setState('ready');
-        }
-      } else if (++this.probeFailures >= probe.failureThreshold && this.state === 'ready') {
-        this.problem = `readiness failing: ${result.reason}`;
-        this.setState('unready');
-      }
-      this.scheduleProbe(generation);
-    }, probe.periodMs);
-    this.timer.unref();
+    // A fresh container that just passed: misses counted against the one before do not carry over.
+    this.readiness.serve(this.readiness.generation);
   }
 
   /** An unsupervised container stopped or went away: the instance is over. */
   private ended(how: string): void {
     clearTimeout(this.timer);
-    this.generation++;
+    this.readiness.begin();
     this.record.pid = 0;
     this.problem = how;
     this.endedAlone = true;
@@ -411,7 +394,7 @@ export class PodmanInstance {
   private down(reason: string, drift: string | null): void {
     this.endedAlone = false;
     clearTimeout(this.timer);
-    this.generation++;
+    this.readiness.begin();
     this.record.pid = 0;
     if (drift) this.drift = drift;
     const wait = this.backoff.next(this.readySince);
@@ -432,7 +415,7 @@ export class PodmanInstance {
   private async restart(): Promise<void> {
     if (this.detached) return;
     clearTimeout(this.timer);
-    const generation = ++this.generation;
+    const generation = this.readiness.begin();
     this.supervised = true;
     this.busy++;
     this.record.restarts++;
@@ -445,22 +428,25 @@ export class PodmanInstance {
     let outcome: StartOutcome;
     try {
       await this.restartContainer();
+      this.readPidBeside(generation);
       outcome = await this.untilReady(generation);
     } catch (error) {
       outcome = { kind: 'failed', reason: `could not restart: ${(error as Error).message}` };
     } finally {
       this.busy--;
     }
-    if (generation !== this.generation || this.detached) return;
-    if (outcome.kind === 'ready') this.becomeReady();
-    else if (outcome.kind === 'failed') await this.killAndRestart(generation, outcome.reason);
+    if (!this.readiness.isCurrent(generation) || this.detached) return;
+    if (outcome.kind === 'ready') {
+      this.becomeReady();
+      await this.pidRead;
+    } else if (outcome.kind === 'failed') await this.killAndRestart(generation, outcome.reason);
   }
 
   /** A container that never got ready: kill it and try again after the backoff. */
   private async killAndRestart(generation: number, reason: string): Promise<void> {
     const ref = this.record.container ?? this.record.name;
     await this.options.cli.run(['kill', ref]);
-    if (generation !== this.generation || this.detached) return;
+    if (!this.readiness.isCurrent(generation) || this.detached) return;
     this.down(reason, null);
   }
 

@@ -34,10 +34,10 @@ import { ContainerWatch } from './container-watch.js';
 import { FileDriftWatch } from './file-drift.js';
 import {
   containerName,
+  containerPlan,
   labelKeys,
   listContainers,
   removeContainers,
-  type ContainerPlan,
   type ObservedContainer,
 } from './containers.js';
 import { PodmanImages, type RegistryAccess } from './images.js';
@@ -314,12 +314,12 @@ export class PodmanTarget implements Target {
     workload.progressing = true;
     let candidates: PodmanInstance[];
     try {
-      await this.images.ensure(spec.image, progress);
+      const image = await this.images.ensure(spec.image, progress);
       const stable = stableForRollout(workload, spec);
-      if (stable) return await this.progressive(workload, spec, stable, progress);
+      if (stable) return await this.progressive(workload, spec, stable, progress, image);
       workload.record.rollout = null;
       progress(`starting ${spec.replicas} container(s) of ${spec.image.reference}`);
-      candidates = await this.launchCandidates(workload, spec, spec.replicas);
+      candidates = await this.launchCandidates(workload, spec, spec.replicas, image);
     } catch (error) {
       return failApply(workload, spec, error, () => this.persist(), this.logger);
     }
@@ -335,9 +335,10 @@ export class PodmanTarget implements Target {
     spec: WorkloadSpec,
     serving: WorkloadSpec,
     progress: (message: string) => void,
+    image: string,
   ): Promise<WorkloadStatus> {
     await runProxyRollout(workload, spec, serving, {
-      launchCandidates: (count) => this.launchCandidates(workload, spec, count),
+      launchCandidates: (count) => this.launchCandidates(workload, spec, count, image),
       removeInstances: (instances) => this.removeInstances(workload, instances),
       switchTo: (candidates) => this.switchTo(workload, spec, candidates, progress),
       addresses: this.addresses,
@@ -352,14 +353,15 @@ export class PodmanTarget implements Target {
   /**
    * Starts `count` candidate containers and resolves once each is ready. When one cannot get
    * ready (an exit fails at once), all of them are removed and this throws with the
-   * container's last output.
+   * container's last output. `image`: the name the apply just got the image by, if it did.
    */
   private launchCandidates(
     workload: Workload,
     spec: WorkloadSpec,
     count: number,
+    image?: string,
   ): Promise<PodmanInstance[]> {
-    const add = () => this.addInstance(workload, spec, 'candidate');
+    const add = () => this.addInstance(workload, spec, 'candidate', undefined, image);
     return this.switching.launch(workload, count, add);
   }
 
@@ -377,6 +379,8 @@ export class PodmanTarget implements Target {
       progress(`switched ${workload.proxy?.url ?? spec.key} to ${spec.image.reference}`);
     await this.switching.swap(workload, candidates, replaced, progress, switched);
     if (replaced.length > 0) progress(`removed ${replaced.length} old container(s)`);
+    // Read beside their probes, not before the switch: known by now, or in a moment.
+    await Promise.all(candidates.map((instance) => instance.pidKnown()));
   }
 
   /**
@@ -398,6 +402,7 @@ export class PodmanTarget implements Target {
         progress(`instance ${old.id}: ${this.files.driftOf(old).join('; ')}: replacing it`);
         const [replacement] = await this.launchCandidates(workload, serving, 1);
         await this.switching.swap(workload, [replacement!], [old], progress);
+        await replacement!.pidKnown();
         progress(`instance ${old.id} replaced by ${replacement!.id}`);
       }
     } catch (error) {
@@ -435,6 +440,7 @@ export class PodmanTarget implements Target {
     spec: WorkloadSpec,
     role: InstanceRole,
     existing?: InstanceRecord,
+    image?: string,
   ): Promise<PodmanInstance> {
     this.assertOpen();
     let record = existing;
@@ -453,9 +459,23 @@ export class PodmanTarget implements Target {
       };
     }
     const instanceRecord = record;
+    // The apply has just found or pulled the image: its first container need not ask podman
+    // again (one podman command less before the switch). Later ones do: it may be gone by then.
+    let known = image;
+    const plan = async () => {
+      const name = known ?? (await this.images.ensure(spec.image));
+      known = undefined;
+      return containerPlan({
+        owner: this.owner,
+        key: workload.record.key,
+        spec,
+        image: name,
+        instance: instanceRecord.id,
+      });
+    };
     const instance = new PodmanInstance(instanceRecord, {
       cli: this.cli,
-      plan: () => this.containerPlan(workload.record.key, spec, instanceRecord),
+      plan,
       scratchDir: this.scratchDir,
       probe: probeSettings(spec.readiness),
       logger: this.logger,
@@ -466,28 +486,6 @@ export class PodmanTarget implements Target {
     });
     workload.instances.push(instance);
     return instance;
-  }
-
-  /** `podman run` of one instance: the spec's command, env and `PORT`, and the labels recover() finds. */
-  private async containerPlan(
-    key: string,
-    spec: WorkloadSpec,
-    record: InstanceRecord,
-  ): Promise<ContainerPlan> {
-    return {
-      image: await this.images.ensure(spec.image),
-      command: spec.command,
-      args: spec.args,
-      // PORT as the local target sets it, so an app written for one runs on the other.
-      env: { ...spec.env, PORT: String(spec.port) },
-      containerPort: spec.port,
-      labels: {
-        [labelKeys.owner]: this.owner,
-        [labelKeys.workload]: key,
-        [labelKeys.instance]: record.id,
-        [labelKeys.image]: spec.image.digest,
-      },
-    };
   }
 
   /** Stops instances and forgets them: their containers and ports go too. */
