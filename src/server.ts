@@ -199,6 +199,13 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
   const baseUrl = (request: FastifyRequest) =>
     `${request.protocol}://${request.headers.host ?? registryHost}`;
 
+  /** Throws unless the caller has at least `minimum` role in the team (404 for non-members). */
+  const teamAccess = async (request: FastifyRequest, team: string, minimum: Role) => {
+    const found = await auth.teamByName(team);
+    if (!found) throw new ValveError('NOT_FOUND', `team ${team} not found`);
+    await auth.requireRole(await requirePrincipal(auth, request), found.id, minimum);
+  };
+
   await server.register(authRoutes(auth));
   await server.register(appRoutes({ apps, auth, deploy, pipelines, baseUrl }));
   await server.register(
@@ -207,15 +214,8 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
       principal: (request) => requirePrincipal(auth, request),
       appAccess: async (request, team, app, minimum) =>
         apps.access(await requirePrincipal(auth, request), team, app, minimum),
-      teamAccess: async (request, team, minimum) => {
-        const found = await auth.teamByName(team);
-        if (!found) throw new ValveError('NOT_FOUND', `team ${team} not found`);
-        await auth.requireRole(await requirePrincipal(auth, request), found.id, minimum);
-      },
-      isMember: async (principal, team) => {
-        const found = await auth.teamByName(team);
-        return found ? (await auth.roleIn(principal.userId, found.id)) !== null : false;
-      },
+      teamAccess,
+      isMember: (principal, team) => auth.isMember(principal, team),
     }),
   );
   await server.register(
@@ -228,15 +228,8 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
       principal: (request) => requirePrincipal(auth, request),
       visibleApps: async (request) =>
         (await apps.listFor(await requirePrincipal(auth, request))).map(appRef),
-      teamAccess: async (request, team, minimum) => {
-        const found = await auth.teamByName(team);
-        if (!found) throw new ValveError('NOT_FOUND', `team ${team} not found`);
-        await auth.requireRole(await requirePrincipal(auth, request), found.id, minimum);
-      },
-      isMember: async (principal, team) => {
-        const found = await auth.teamByName(team);
-        return found ? (await auth.roleIn(principal.userId, found.id)) !== null : false;
-      },
+      teamAccess,
+      isMember: (principal, team) => auth.isMember(principal, team),
     }),
   );
   await server.register(
@@ -307,11 +300,7 @@ export async function startServer(config: ValveConfig): Promise<RunningServer> {
       catalog: new ImageCatalog(registry, imagePushes),
       authorize: async (request, repo, action) =>
         apps.authorizeImage(await principalOf(auth, request), repo, action),
-      teamAccess: async (request, team, minimum) => {
-        const found = await auth.teamByName(team);
-        if (!found) throw new ValveError('NOT_FOUND', `team ${team} not found`);
-        await auth.requireRole(await requirePrincipal(auth, request), found.id, minimum);
-      },
+      teamAccess,
     }),
   );
   await server.register(registryAdminRoutes({ registry, auth, admins: config.admins }));

@@ -51,10 +51,8 @@ export function appRoutes(options: AppRoutesOptions) {
 
   /** Is the user an active member of a team that approves changes to the app? */
   const approvesFor = async (principal: Principal, team: string, app: string) => {
-    for (const approving of await deploy.approvingTeams(team, app)) {
-      const found = await auth.teamByName(approving);
-      if (found && (await auth.roleIn(principal.userId, found.id)) !== null) return true;
-    }
+    for (const approving of await deploy.approvingTeams(team, app))
+      if (await auth.isMember(principal, approving)) return true;
     return false;
   };
 

@@ -208,6 +208,12 @@ export class AuthService {
       .executeTakeFirst();
   }
 
+  /** Whether the user is an active member of the team named `team` (false when there is none). */
+  async isMember(principal: Principal, team: string): Promise<boolean> {
+    const found = await this.teamByName(team);
+    return found ? (await this.roleIn(principal.userId, found.id)) !== null : false;
+  }
+
   /** The user's active role in the team, or null when the user is not an active member. */
   async roleIn(userId: string, teamId: string): Promise<Role | null> {
     const row = await this.db
