@@ -5,38 +5,18 @@
  * in one environment before it looks at the others.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { gitSpawns } from '../../test/support/git-spawns.js';
 import { EventBus } from '../events.js';
 import { GitService, runGit } from '../git/index.js';
 import { openStore } from '../store/index.js';
 import { deployMigrations } from './migrations.js';
 import { DeployService } from './service.js';
 import { FakeImages, FakeTarget, createAppRepo } from './testing.js';
-
-/** Every `git` child this process spawns, counted, with its command (`cat-file`, `log`...). */
-let gitSpawns = 0;
-const gitCommands: string[] = [];
-{
-  const childProcess = createRequire(import.meta.url)('node:child_process') as {
-    spawn: (...args: unknown[]) => ChildProcess;
-  };
-  const original = childProcess.spawn;
-  childProcess.spawn = function (this: unknown, ...args: unknown[]) {
-    if (args[0] === 'git') {
-      gitSpawns++;
-      // `git --git-dir <dir> <command> ...`
-      gitCommands.push(String((args[1] as string[])[2]));
-    }
-    return original.apply(this, args);
-  };
-  syncBuiltinESMExports();
-}
 
 const appSpec = (environments: string[]) => `apiVersion: score.dev/v1b1
 metadata:
@@ -95,9 +75,9 @@ test('a pass with no deploy-repo change spawns no git process; a new commit is r
   await deploy.reconcileApp('dev', 'hello');
   assert.equal(target.applies.length, 1);
 
-  const before = gitSpawns;
+  const before = gitSpawns.length;
   for (let i = 0; i < 3; i++) await deploy.reconcileApp('dev', 'hello');
-  assert.equal(gitSpawns, before, 'no git process for a head that did not move');
+  assert.equal(gitSpawns.length, before, 'no git process for a head that did not move');
   assert.equal((await deploy.environment('dev', 'hello', 'dev')).syncStatus, 'Synced');
 
   await version(2, 'dev');
@@ -134,14 +114,12 @@ test('a deploy commit to one environment re-reads that folder only, whatever the
   const before = await desiredCommits();
 
   await version(2, 'dev');
-  const spawned = gitSpawns;
-  const commands = gitCommands.length;
+  const spawned = gitSpawns.length;
   await deploy.reconcileApp('dev', 'hello');
   // One `git cat-file --batch` reads the new head's envs tree, dev's files and the commit
   // walked to; one `git log` describes that commit. Before: one listing of envs/, then a
   // reader and a `git log -- envs/<env>` per environment (9 here).
-  assert.deepEqual(gitCommands.slice(commands), ['cat-file', 'log']);
-  assert.equal(gitSpawns - spawned, 2);
+  assert.deepEqual(gitSpawns.slice(spawned), ['cat-file', 'log']);
   assert.deepEqual(
     target.applies.slice(environments.length).map((spec) => spec.key),
     ['dev/hello/dev'],

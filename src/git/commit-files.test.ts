@@ -3,12 +3,11 @@
  * bytes, names, idents), the compare-and-swap on the branch, and the git processes it takes.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { gitSpawns } from '../../test/support/git-spawns.js';
 import { ValveError } from '../errors.js';
 import {
   commitFiles,
@@ -22,21 +21,7 @@ import {
 } from './plumbing.js';
 
 /** The git subcommand of every `git` child this process spawns (the plumbing imports `spawn`). */
-const spawned: string[] = [];
-{
-  const childProcess = createRequire(import.meta.url)('node:child_process') as {
-    spawn: (...args: unknown[]) => ChildProcess;
-  };
-  const original = childProcess.spawn;
-  childProcess.spawn = function (this: unknown, ...args: unknown[]) {
-    if (args[0] === 'git') {
-      const argv = args[1] as string[];
-      spawned.push((argv[0] === '--git-dir' ? argv[2] : argv[0]) ?? '');
-    }
-    return original.apply(this, args);
-  };
-  syncBuiltinESMExports();
-}
+const spawned = gitSpawns;
 
 const dir = mkdtempSync(join(tmpdir(), 'valve-git-commit-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
